@@ -1,0 +1,194 @@
+//! The integration file: one TOML file read by every service, each using its part.
+//!
+//! ```toml
+//! [sources.shop]      # listen endpoints (ingress, router)
+//! [[routes]]          # event type → handlers (router)
+//! [handlers.orders]   # pipelines of steps (worker)
+//! [connections.erp]   # partner APIs and their auth (egress, token)
+//! ```
+//!
+//! Loading collects every problem it can find — unknown keys, bad values, references to missing
+//! handlers or connections, unresolvable secrets — each with the key it concerns and, where the
+//! key is in the file, its line. The model is in [`model`], secret references in [`secret`].
+
+pub mod model;
+pub mod secret;
+mod validate;
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde::Deserialize;
+
+pub use model::*;
+pub use secret::{EnvLookup, Secret, SecretError, SecretRef};
+
+/// The whole integration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Integration {
+    /// Listen endpoints, by name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, Source>,
+    /// Routes, evaluated in order; every matching route contributes its handlers.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Handlers, by name.
+    #[serde(default)]
+    pub handlers: BTreeMap<String, Handler>,
+    /// Partner connections, by name.
+    #[serde(default)]
+    pub connections: BTreeMap<String, Connection>,
+}
+
+/// One thing wrong with an integration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key the problem concerns, e.g. `handlers.orders.steps[0].connection`.
+    pub key: String,
+    /// What is wrong (never contains a secret value).
+    pub message: String,
+    /// 1-based line of the key in the file, when it is there.
+    pub line: Option<usize>,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+/// The integration file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("cannot read integration file {path}")]
+    Read {
+        /// Path of the file.
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file has problems; all of them are listed.
+    #[error("integration file is invalid:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl LoadError {
+    /// The problems found, empty for a read error.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            Self::Invalid(p) => p,
+            Self::Read { .. } => &[],
+        }
+    }
+}
+
+impl Integration {
+    /// Loads, validates and resolves the file, reading secrets from the process environment.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        Self::load_with(path, &|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Integration::load`] with an explicit environment.
+    pub fn load_with(path: &Path, env: EnvLookup<'_>) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, env)
+    }
+
+    /// Parses, validates and resolves the text of an integration file.
+    pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Self, LoadError> {
+        let mut problems = Vec::new();
+        let deserializer = toml::Deserializer::parse(text)
+            .map_err(|e| LoadError::Invalid(vec![toml_problem(text, &e)]))?;
+        let mut unknown = Vec::new();
+        let parsed: Result<Self, _> =
+            serde_ignored::deserialize(deserializer, |path| unknown.push(validate::key_of(&path)));
+        for key in unknown {
+            problems.push(Problem {
+                line: validate::locate(text, &key),
+                key,
+                message: "unknown key".to_owned(),
+            });
+        }
+        let mut integration = match parsed {
+            Ok(i) => i,
+            Err(e) => {
+                problems.push(toml_problem(text, &e));
+                return Err(LoadError::Invalid(problems));
+            }
+        };
+        validate::check(&integration, &mut problems);
+        validate::resolve_secrets(&mut integration, env, &mut problems);
+        for p in problems.iter_mut().filter(|p| p.line.is_none()) {
+            p.line = validate::locate(text, &p.key);
+        }
+        if problems.is_empty() {
+            Ok(integration)
+        } else {
+            Err(LoadError::Invalid(problems))
+        }
+    }
+
+    /// Handlers that receive events of `event_type` from `source`, in route order, without repeats.
+    pub fn handlers_for(&self, source: &str, event_type: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for route in &self.routes {
+            if route.source.as_deref().is_some_and(|s| s != source) {
+                continue;
+            }
+            if !pattern_matches(&route.event, event_type) {
+                continue;
+            }
+            for h in &route.handlers {
+                if !out.contains(&h.as_str()) {
+                    out.push(h);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Matches an event type against a route pattern: `*` matches any run of characters.
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, rest) = (parts[0], &parts[1..]);
+    let Some(mut remaining) = text.strip_prefix(first) else {
+        return false;
+    };
+    let last = rest.len() - 1;
+    for (i, part) in rest.iter().enumerate() {
+        if i == last {
+            return remaining.ends_with(part);
+        }
+        match remaining.find(part) {
+            Some(at) => remaining = &remaining[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+// The message only: toml's full rendering quotes the offending line, which may hold a secret.
+fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
+    let start = e.span().map(|span| span.start.min(text.len()));
+    let line = start.map(|s| text[..s].matches('\n').count() + 1);
+    Problem {
+        key: start
+            .and_then(|s| validate::key_at(text, s))
+            .unwrap_or_else(|| "(file)".to_owned()),
+        message: e.message().to_owned(),
+        line,
+    }
+}
+
+#[cfg(test)]
+mod tests;

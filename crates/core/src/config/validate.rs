@@ -1,0 +1,362 @@
+//! Checks that need the whole file (cross references, value rules), secret resolution, and
+//! mapping keys to lines.
+
+use toml::de::{DeArray, DeTable, DeValue};
+
+use super::{ConnectionAuth, EnvLookup, Integration, Problem, SourceAuth, Step};
+
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+fn push(problems: &mut Vec<Problem>, key: String, message: impl Into<String>) {
+    problems.push(Problem {
+        key,
+        message: message.into(),
+        line: None,
+    });
+}
+
+/// Names become NATS subject tokens and consumer names: keep them to a safe alphabet.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn check_url(problems: &mut Vec<Problem>, key: String, text: &str) {
+    match url::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        Ok(_) => push(problems, key, "must be an http or https URL with a host"),
+        Err(e) => push(problems, key, format!("invalid URL: {e}")),
+    }
+}
+
+pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
+    let mut paths: Vec<(&str, &str)> = Vec::new();
+    for (name, source) in &i.sources {
+        let key = format!("sources.{name}");
+        if !valid_name(name) {
+            push(
+                problems,
+                key.clone(),
+                "source names may use letters, digits, '-' and '_' (at most 64)",
+            );
+        }
+        if !source.path.starts_with('/') {
+            push(problems, format!("{key}.path"), "must start with '/'");
+        } else if let Some((other, _)) = paths.iter().find(|(_, p)| *p == source.path) {
+            push(
+                problems,
+                format!("{key}.path"),
+                format!("path already used by source {other}"),
+            );
+        }
+        paths.push((name, &source.path));
+        if source.methods.is_empty() {
+            push(
+                problems,
+                format!("{key}.methods"),
+                "must list at least one method",
+            );
+        }
+        for (n, m) in source.methods.iter().enumerate() {
+            if !METHODS.contains(&m.as_str()) {
+                push(
+                    problems,
+                    format!("{key}.methods[{n}]"),
+                    format!(
+                        "unknown HTTP method {m:?} (use upper case: {})",
+                        METHODS.join(", ")
+                    ),
+                );
+            }
+        }
+        if source.max_body_bytes == 0 {
+            push(
+                problems,
+                format!("{key}.max_body_bytes"),
+                "must be greater than 0",
+            );
+        }
+        if let SourceAuth::Basic { username, .. } = &source.auth
+            && (username.is_empty() || username.contains(':'))
+        {
+            push(
+                problems,
+                format!("{key}.auth.username"),
+                "must be non-empty and contain no ':'",
+            );
+        }
+    }
+
+    for (n, route) in i.routes.iter().enumerate() {
+        let key = format!("routes[{n}]");
+        if route.event.is_empty() {
+            push(
+                problems,
+                format!("{key}.event"),
+                "must not be empty (use \"*\" for every event)",
+            );
+        }
+        if let Some(source) = &route.source
+            && !i.sources.contains_key(source)
+        {
+            push(
+                problems,
+                format!("{key}.source"),
+                format!("no source named {source:?}"),
+            );
+        }
+        if route.handlers.is_empty() {
+            push(
+                problems,
+                format!("{key}.handlers"),
+                "must name at least one handler",
+            );
+        }
+        for (h, handler) in route.handlers.iter().enumerate() {
+            if !i.handlers.contains_key(handler) {
+                push(
+                    problems,
+                    format!("{key}.handlers[{h}]"),
+                    format!("no handler named {handler:?}"),
+                );
+            }
+        }
+    }
+
+    for (name, handler) in &i.handlers {
+        let key = format!("handlers.{name}");
+        if !valid_name(name) || name == crate::streams::UNROUTED {
+            push(
+                problems,
+                key.clone(),
+                "handler names may use letters, digits, '-' and '_' (at most 64), and not be \"unrouted\"",
+            );
+        }
+        if handler.steps.is_empty() {
+            push(
+                problems,
+                format!("{key}.steps"),
+                "must have at least one step",
+            );
+        }
+        if handler.max_deliver == 0 {
+            push(problems, format!("{key}.max_deliver"), "must be at least 1");
+        }
+        if handler.backoff.is_empty() {
+            push(
+                problems,
+                format!("{key}.backoff"),
+                "must have at least one delay",
+            );
+        }
+        if handler.concurrency == 0 {
+            push(problems, format!("{key}.concurrency"), "must be at least 1");
+        }
+        if handler.ack_wait.as_millis() < 1000 {
+            push(problems, format!("{key}.ack_wait"), "must be at least 1s");
+        }
+        for (s, step) in handler.steps.iter().enumerate() {
+            let Step::Http(http) = step;
+            let skey = format!("{key}.steps[{s}]");
+            if !i.connections.contains_key(&http.connection) {
+                push(
+                    problems,
+                    format!("{skey}.connection"),
+                    format!("no connection named {:?}", http.connection),
+                );
+            }
+            if !METHODS.contains(&http.method.as_str()) {
+                push(
+                    problems,
+                    format!("{skey}.method"),
+                    format!("unknown HTTP method {:?}", http.method),
+                );
+            }
+            if let crate::expr::Expr::Literal(p) = &http.path
+                && !p.starts_with('/')
+            {
+                push(problems, format!("{skey}.path"), "must start with '/'");
+            }
+        }
+    }
+
+    for (name, conn) in &i.connections {
+        let key = format!("connections.{name}");
+        if !valid_name(name) {
+            push(
+                problems,
+                key.clone(),
+                "connection names may use letters, digits, '-' and '_' (at most 64)",
+            );
+        }
+        check_url(problems, format!("{key}.base_url"), &conn.base_url);
+        if conn.timeout.is_zero() {
+            push(problems, format!("{key}.timeout"), "must be greater than 0");
+        }
+        if let ConnectionAuth::OAuth2ClientCredentials {
+            token_url,
+            client_id,
+            ..
+        } = &conn.auth
+        {
+            check_url(problems, format!("{key}.auth.token_url"), token_url);
+            if client_id.is_empty() {
+                push(
+                    problems,
+                    format!("{key}.auth.client_id"),
+                    "must not be empty",
+                );
+            }
+        }
+    }
+}
+
+pub(super) fn resolve_secrets(
+    i: &mut Integration,
+    env: EnvLookup<'_>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut resolve = |key: String, secret: &mut super::Secret| {
+        if let Err(e) = secret.resolve(env) {
+            push(problems, key, e.to_string());
+        }
+    };
+    for (name, source) in &mut i.sources {
+        if let SourceAuth::Basic { password, .. } = &mut source.auth {
+            resolve(format!("sources.{name}.auth.password"), password);
+        }
+    }
+    for (name, conn) in &mut i.connections {
+        let key = format!("connections.{name}.auth");
+        match &mut conn.auth {
+            ConnectionAuth::None => {}
+            ConnectionAuth::Basic { password, .. } => resolve(format!("{key}.password"), password),
+            ConnectionAuth::Header { headers } => {
+                for (h, v) in headers.iter_mut() {
+                    resolve(format!("{key}.headers.{h}"), v);
+                }
+            }
+            ConnectionAuth::Query { value, .. } => resolve(format!("{key}.value"), value),
+            ConnectionAuth::OAuth2ClientCredentials { client_secret, .. } => {
+                resolve(format!("{key}.client_secret"), client_secret);
+            }
+        }
+    }
+}
+
+/// Formats a path reported by `serde_ignored` in this crate's key style (`a.b[0].c`).
+pub(super) fn key_of(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_of(parent)),
+        Path::Map { parent, key } => {
+            let p = key_of(parent);
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_of(parent),
+    }
+}
+
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn segments(key: &str) -> Vec<Seg<'_>> {
+    let mut out = Vec::new();
+    for part in key.split('.') {
+        let (name, mut rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        out.push(Seg::Key(name));
+        while let Some((idx, after)) = rest.split_once(']') {
+            if let Ok(i) = idx.parse() {
+                out.push(Seg::Index(i));
+            }
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    out
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// 1-based line of `key` in the file, or of its nearest ancestor that is there.
+pub(super) fn locate(text: &str, key: &str) -> Option<usize> {
+    let root = DeTable::parse(text).ok()?;
+    let mut table: &DeTable<'_> = root.get_ref();
+    let mut array: Option<&DeArray<'_>> = None;
+    let mut found = None;
+    for seg in segments(key) {
+        let value = match (seg, array) {
+            (Seg::Key(k), None) => {
+                let (name, value) = table.get_key_value(k)?;
+                found = Some(line_of(text, name.span().start));
+                value
+            }
+            (Seg::Index(i), Some(items)) => {
+                let v = items.get(i)?;
+                found = Some(line_of(text, v.span().start));
+                v
+            }
+            _ => return found,
+        };
+        array = None;
+        match value.get_ref() {
+            DeValue::Table(t) => table = t,
+            DeValue::Array(items) => array = Some(items),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Key whose value contains byte `offset` of the file (the innermost one), for parse errors.
+/// Tables opened by a `[header]` have no value span around their keys, so the search goes by
+/// key positions: the last key before `offset` whose value reaches it, else the last key before it.
+pub(super) fn key_at(text: &str, offset: usize) -> Option<String> {
+    fn collect(value: &DeValue<'_>, key: &str, out: &mut Vec<(String, usize, usize)>) {
+        match value {
+            DeValue::Table(t) => {
+                for (k, v) in t.iter() {
+                    let path = if key.is_empty() {
+                        k.get_ref().to_string()
+                    } else {
+                        format!("{key}.{}", k.get_ref())
+                    };
+                    out.push((path.clone(), k.span().start, v.span().end));
+                    collect(v.get_ref(), &path, out);
+                }
+            }
+            DeValue::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let path = format!("{key}[{i}]");
+                    out.push((path.clone(), v.span().start, v.span().end));
+                    collect(v.get_ref(), &path, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let root = DeTable::parse(text).ok()?;
+    let mut entries = Vec::new();
+    collect(&DeValue::Table(root.into_inner()), "", &mut entries);
+    entries.retain(|(_, start, _)| *start <= offset);
+    let enclosing = entries
+        .iter()
+        .filter(|(_, _, end)| *end >= offset)
+        .max_by_key(|(_, start, _)| *start);
+    enclosing
+        .or_else(|| entries.iter().max_by_key(|(_, start, _)| *start))
+        .map(|(key, _, _)| key.clone())
+}

@@ -1,0 +1,406 @@
+//! The one expression language for everything dynamic in an event: jq (through `jaq`), plus
+//! short forms for the common cases.
+//!
+//! In the integration file an expression is written as
+//! - a plain string: a literal (`path = "/v1/orders"`);
+//! - `{ header = "X-Shop-Topic" }`: the value of a request header;
+//! - `{ jq = ".order.id" }`: a jq filter run on the JSON body, with `$event` bound to the event's
+//!   metadata (`id`, `source`, `type`, `received_at_ms`, `headers` with lowercase names).
+//!
+//! jq filters are compiled when the file is loaded, so a syntax error fails at start and names
+//! the key; they run on the raw body bytes parsed once per event.
+
+use std::sync::{Arc, OnceLock};
+
+use hookyard_proto::event::v1::Header;
+use jaq_core::{
+    Ctx, Vars, data,
+    load::{Arena, File, Loader},
+    unwrap_valr,
+};
+use jaq_json::Val;
+use serde::Deserialize;
+
+type Filter = jaq_core::Filter<data::JustLut<Val>>;
+
+/// A value computed from an event.
+#[derive(Clone)]
+pub enum Expr {
+    /// A fixed string.
+    Literal(String),
+    /// The value of a request header (case-insensitive name).
+    Header(String),
+    /// A jq filter on the JSON body.
+    Jq(Jq),
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Literal(s) => write!(f, "Literal({s:?})"),
+            Self::Header(h) => write!(f, "Header({h:?})"),
+            Self::Jq(jq) => write!(f, "Jq({:?})", jq.source),
+        }
+    }
+}
+
+/// A compiled jq filter and its source text.
+#[derive(Clone)]
+pub struct Jq {
+    source: String,
+    filter: Arc<Filter>,
+}
+
+/// An expression could not be compiled or evaluated.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExprError {
+    /// The jq filter does not parse or compile.
+    #[error("invalid jq filter `{filter}`: {detail}")]
+    Compile {
+        /// The filter text.
+        filter: String,
+        /// What the compiler said.
+        detail: String,
+    },
+    /// The body is not JSON, so a jq filter cannot run on it.
+    #[error("the body is not valid JSON: {0}")]
+    BodyNotJson(String),
+    /// The filter failed at run time.
+    #[error("jq filter `{filter}` failed: {detail}")]
+    Eval {
+        /// The filter text.
+        filter: String,
+        /// The run-time error.
+        detail: String,
+    },
+}
+
+impl Jq {
+    /// Compiles a jq filter with the core, standard and JSON libraries and `$event` in scope.
+    pub fn compile(source: &str) -> Result<Self, ExprError> {
+        let err = |detail: String| ExprError::Compile {
+            filter: source.to_owned(),
+            detail,
+        };
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs());
+        let loader = Loader::new(defs);
+        let arena = Arena::default();
+        let program = File {
+            code: source,
+            path: (),
+        };
+        let modules = loader
+            .load(&arena, program)
+            .map_err(|errs| err(format!("{} parse error(s)", errs.len())))?;
+        let filter = jaq_core::Compiler::default()
+            .with_funs(funs)
+            .with_global_vars(["$event"])
+            .compile(modules)
+            .map_err(|errs| {
+                let names: Vec<String> = errs
+                    .iter()
+                    .flat_map(|(_, es)| es.iter().map(|(name, _)| (*name).to_owned()))
+                    .collect();
+                err(format!("undefined: {}", names.join(", ")))
+            })?;
+        Ok(Self {
+            source: source.to_owned(),
+            filter: Arc::new(filter),
+        })
+    }
+
+    /// The filter text as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Runs the filter and returns its first output (`None` when it yields nothing).
+    fn first(&self, input: Val, event: Val) -> Result<Option<Val>, ExprError> {
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([event]));
+        let mut out = self.filter.id.run((ctx, input)).map(unwrap_valr);
+        match out.next() {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err(e)) => Err(ExprError::Eval {
+                filter: self.source.clone(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Event data an expression runs on. The body is parsed as JSON at most once, on first use.
+pub struct Input<'a> {
+    headers: &'a [Header],
+    body: &'a [u8],
+    event: serde_json::Value,
+    parsed: OnceLock<Result<Val, String>>,
+}
+
+impl<'a> Input<'a> {
+    /// `event` is the metadata bound to `$event` (the headers are added to it here).
+    pub fn new(headers: &'a [Header], body: &'a [u8], mut event: serde_json::Value) -> Self {
+        if let Some(map) = event.as_object_mut() {
+            let hs: serde_json::Map<String, serde_json::Value> = headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(&h.value).into_owned().into(),
+                    )
+                })
+                .collect();
+            map.insert("headers".to_owned(), hs.into());
+        }
+        Self {
+            headers,
+            body,
+            event,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_slice())
+    }
+
+    fn body(&self) -> Result<Val, ExprError> {
+        self.parsed
+            .get_or_init(|| jaq_json::read::parse_single(self.body).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(ExprError::BodyNotJson)
+    }
+
+    fn event(&self) -> Val {
+        to_val(&self.event)
+    }
+}
+
+fn to_val(v: &serde_json::Value) -> Val {
+    // serde_json output is always valid JSON, which jaq's reader accepts.
+    let text = v.to_string();
+    jaq_json::read::parse_single(text.as_bytes()).unwrap_or_default()
+}
+
+fn val_to_json(v: &Val) -> serde_json::Value {
+    serde_json::from_str(&v.to_string())
+        .unwrap_or_else(|_| serde_json::Value::String(v.to_string()))
+}
+
+impl Expr {
+    /// Evaluates to text: strings as they are, other JSON values as JSON text; `None` for a
+    /// missing header, `null` or no output.
+    pub fn eval_string(&self, input: &Input<'_>) -> Result<Option<String>, ExprError> {
+        match self {
+            Self::Literal(s) => Ok(Some(s.clone())),
+            Self::Header(name) => Ok(input
+                .header(name)
+                .map(|v| String::from_utf8_lossy(v).into_owned())),
+            Self::Jq(jq) => {
+                let out = jq.first(input.body()?, input.event())?;
+                Ok(match out.map(|v| val_to_json(&v)) {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(s)) => Some(s),
+                    Some(other) => Some(other.to_string()),
+                })
+            }
+        }
+    }
+
+    /// Evaluates to body bytes: a literal or header as its bytes, a jq result as JSON.
+    pub fn eval_body(&self, input: &Input<'_>) -> Result<Vec<u8>, ExprError> {
+        match self {
+            Self::Literal(s) => Ok(s.as_bytes().to_vec()),
+            Self::Header(name) => Ok(input.header(name).map(<[u8]>::to_vec).unwrap_or_default()),
+            Self::Jq(jq) => {
+                let out = jq.first(input.body()?, input.event())?;
+                let json = out.map(|v| val_to_json(&v)).unwrap_or_default();
+                Ok(json.to_string().into_bytes())
+            }
+        }
+    }
+
+    /// True for a jq expression (which needs a JSON body).
+    pub fn is_jq(&self) -> bool {
+        matches!(self, Self::Jq(_))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ExprSpec {
+    Literal(String),
+    Table(ExprTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExprTable {
+    header: Option<String>,
+    jq: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Expr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match ExprSpec::deserialize(d).map_err(|_| {
+            D::Error::custom("expected a string, { header = \"Name\" } or { jq = \"filter\" }")
+        })? {
+            ExprSpec::Literal(s) => Ok(Self::Literal(s)),
+            ExprSpec::Table(ExprTable {
+                header: Some(h),
+                jq: None,
+            }) => {
+                if h.is_empty() {
+                    return Err(D::Error::custom("header name must not be empty"));
+                }
+                Ok(Self::Header(h))
+            }
+            ExprSpec::Table(ExprTable {
+                header: None,
+                jq: Some(q),
+            }) => Jq::compile(&q).map(Self::Jq).map_err(D::Error::custom),
+            ExprSpec::Table(_) => Err(D::Error::custom(
+                "an expression table takes exactly one of `header` or `jq`",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(name: &str, value: &str) -> Header {
+        Header {
+            name: name.to_owned(),
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    fn jq(s: &str) -> Expr {
+        Expr::Jq(Jq::compile(s).expect("compiles"))
+    }
+
+    #[test]
+    fn jq_extracts_string_from_body() {
+        let headers = [];
+        let input = Input::new(
+            &headers,
+            br#"{"type":"order.created"}"#,
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            jq(".type").eval_string(&input),
+            Ok(Some("order.created".to_owned()))
+        );
+    }
+
+    #[test]
+    fn header_lookup_is_case_insensitive() {
+        let headers = [hdr("X-Shop-Topic", "order.created")];
+        let input = Input::new(&headers, b"", serde_json::json!({}));
+        let e = Expr::Header("x-shop-topic".to_owned());
+        assert_eq!(e.eval_string(&input), Ok(Some("order.created".to_owned())));
+        assert_eq!(
+            Expr::Header("missing".to_owned()).eval_string(&input),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn jq_builds_a_body_with_event_metadata() {
+        let headers = [hdr("X-Request-Id", "r1")];
+        let input = Input::new(
+            &headers,
+            br#"{"order":{"id":"o-1","total":12.5,"lines":[1,2]}}"#,
+            serde_json::json!({"id": "evt_1"}),
+        );
+        let body = jq(r#"{ ref: .order.id, amount: .order.total, event: $event.id, req: $event.headers["x-request-id"], n: (.order.lines | length) }"#)
+            .eval_body(&input)
+            .expect("evaluates");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"ref":"o-1","amount":12.5,"event":"evt_1","req":"r1","n":2})
+        );
+    }
+
+    #[test]
+    fn jq_on_non_json_body_is_an_error_not_a_panic() {
+        let headers = [];
+        let input = Input::new(&headers, b"\xff\xfe not json", serde_json::json!({}));
+        assert!(matches!(
+            jq(".type").eval_string(&input),
+            Err(ExprError::BodyNotJson(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_jq_fails_to_compile() {
+        assert!(matches!(
+            Jq::compile(".foo | ("),
+            Err(ExprError::Compile { .. })
+        ));
+        assert!(matches!(
+            Jq::compile("no_such_function(1)"),
+            Err(ExprError::Compile { .. })
+        ));
+    }
+
+    #[test]
+    fn null_and_empty_outputs_are_none() {
+        let headers = [];
+        let input = Input::new(&headers, br#"{"a":null}"#, serde_json::json!({}));
+        assert_eq!(jq(".a").eval_string(&input), Ok(None));
+        assert_eq!(jq("empty").eval_string(&input), Ok(None));
+        assert_eq!(jq(".b").eval_string(&input), Ok(None));
+    }
+
+    #[test]
+    fn runtime_error_is_reported() {
+        let headers = [];
+        let input = Input::new(&headers, br#"{"a":"x"}"#, serde_json::json!({}));
+        assert!(matches!(
+            jq(".a + 1").eval_string(&input),
+            Err(ExprError::Eval { .. })
+        ));
+    }
+
+    #[test]
+    fn deserializes_the_three_forms() {
+        #[derive(Deserialize)]
+        struct T {
+            a: Expr,
+            b: Expr,
+            c: Expr,
+        }
+        let t: T = toml::from_str(
+            r#"
+            a = "/v1/orders"
+            b = { header = "X-Topic" }
+            c = { jq = ".type" }
+        "#,
+        )
+        .expect("parses");
+        assert!(matches!(t.a, Expr::Literal(_)));
+        assert!(matches!(t.b, Expr::Header(_)));
+        assert!(t.c.is_jq());
+        assert!(
+            toml::from_str::<T>(
+                r#"a = "x"
+b = { header = "X", jq = "." }
+c = "y""#
+            )
+            .is_err()
+        );
+    }
+}

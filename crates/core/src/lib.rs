@@ -1,0 +1,25 @@
+//! Shared foundation of every hookyard service; depends on no service.
+//!
+//! Owns:
+//! - [`config`]: the integration file (`sources`, `routes`, `handlers`, `connections`), its
+//!   secret references and its validation;
+//! - [`expr`]: the one expression language for dynamic values (jq through `jaq`, plus short forms);
+//! - [`streams`]: JetStream stream and subject names (the only place they are spelled) and stream setup;
+//! - [`envelope`]: event ids, dedup keys and the NATS header names events carry;
+//! - [`settings`]: service settings shared by every binary (NATS URL, namespace, config path);
+//! - [`health`]: `grpc.health.v1` serving and the `healthcheck` probe used by containers;
+//! - [`shutdown`] and [`telemetry`]: SIGTERM/SIGINT handling and structured logs.
+//!
+//! It does not own any service's behaviour: ingress, router, worker, egress and token live in
+//! their own crates and meet only through NATS and gRPC.
+
+pub mod config;
+pub mod envelope;
+pub mod expr;
+pub mod health;
+pub mod settings;
+pub mod shutdown;
+pub mod streams;
+pub mod telemetry;
+
+pub use config::Integration;

@@ -1,0 +1,246 @@
+//! JetStream stream and subject names, and the stream settings DESIGN.md names.
+//!
+//! Names are spelled here and nowhere else. A [`Topology`] carries an optional namespace so
+//! several isolated hookyards (tests, tenants) can share one NATS: with namespace `t1` the
+//! streams are `T1_HOOKYARD_IN`, … and the subjects `t1.hookyard.in.<source>`, …; without one
+//! they are exactly the names in DESIGN.md.
+//!
+//! Ownership: ingress creates or updates `HOOKYARD_IN` at start; the router creates or updates
+//! `HOOKYARD_IN`, `HOOKYARD_WORK` and `HOOKYARD_DLQ` (it reads the first and writes the others);
+//! a worker creates or updates `HOOKYARD_WORK` and `HOOKYARD_DLQ` so it can bind its consumer
+//! whichever service starts first. All of them call the same functions here, so the settings
+//! they apply are identical and no start order is required.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
+};
+
+const IN: &str = "HOOKYARD_IN";
+const WORK: &str = "HOOKYARD_WORK";
+const DLQ: &str = "HOOKYARD_DLQ";
+/// Subject suffix of the dead-letter entries of events no route matched.
+pub const UNROUTED: &str = "unrouted";
+
+/// Stream limits. Defaults follow DESIGN.md; tests shrink them to exercise full streams.
+#[derive(Debug, Clone)]
+pub struct StreamLimits {
+    /// How long accepted events stay replayable in `HOOKYARD_IN` (at least 7 days).
+    pub in_max_age: Duration,
+    /// Size cap of `HOOKYARD_IN`; past it ingress answers 503 (`discard: new`), never evicts.
+    pub in_max_bytes: i64,
+    /// Window in which a repeated `Nats-Msg-Id` is stored once.
+    pub duplicate_window: Duration,
+    /// Size cap of the work queue.
+    pub work_max_bytes: i64,
+    /// How long dead letters are kept.
+    pub dlq_max_age: Duration,
+    /// Size cap of the dead-letter stream.
+    pub dlq_max_bytes: i64,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        const GIB: i64 = 1024 * 1024 * 1024;
+        Self {
+            in_max_age: Duration::from_secs(7 * 24 * 3600),
+            in_max_bytes: 4 * GIB,
+            duplicate_window: Duration::from_secs(120),
+            work_max_bytes: 4 * GIB,
+            dlq_max_age: Duration::from_secs(30 * 24 * 3600),
+            dlq_max_bytes: GIB,
+        }
+    }
+}
+
+/// Names of hookyard's streams, subjects and consumers within one namespace.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    namespace: String,
+    /// Limits applied when streams are created or updated.
+    pub limits: StreamLimits,
+}
+
+impl Topology {
+    /// A topology in `namespace` (empty for the plain DESIGN.md names).
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            limits: StreamLimits::default(),
+        }
+    }
+
+    /// The namespace, empty when none.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn stream(&self, base: &str) -> String {
+        if self.namespace.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{}_{base}", self.namespace.to_uppercase())
+        }
+    }
+
+    fn subject(&self, rest: &str) -> String {
+        if self.namespace.is_empty() {
+            format!("hookyard.{rest}")
+        } else {
+            format!("{}.hookyard.{rest}", self.namespace)
+        }
+    }
+
+    /// Stream of every accepted event.
+    pub fn in_stream(&self) -> String {
+        self.stream(IN)
+    }
+    /// Work-queue stream, one message per (event, handler).
+    pub fn work_stream(&self) -> String {
+        self.stream(WORK)
+    }
+    /// Dead-letter stream.
+    pub fn dlq_stream(&self) -> String {
+        self.stream(DLQ)
+    }
+    /// Subject an event of `source` is stored under.
+    pub fn in_subject(&self, source: &str) -> String {
+        self.subject(&format!("in.{source}"))
+    }
+    /// Subject of the work for `handler`.
+    pub fn work_subject(&self, handler: &str) -> String {
+        self.subject(&format!("work.{handler}"))
+    }
+    /// Dead-letter subject of `handler`.
+    pub fn dlq_subject(&self, handler: &str) -> String {
+        self.subject(&format!("dlq.{handler}"))
+    }
+    /// Dead-letter subject of events no route matched.
+    pub fn unrouted_subject(&self) -> String {
+        self.dlq_subject(UNROUTED)
+    }
+    /// Durable consumer the routers share on the in stream.
+    pub fn router_consumer(&self) -> String {
+        "router".to_owned()
+    }
+    /// Durable consumer every replica of a handler's workers shares.
+    pub fn handler_consumer(&self, handler: &str) -> String {
+        format!("handler-{handler}")
+    }
+
+    /// Settings of `HOOKYARD_IN`: limits retention, file storage, `discard: new`.
+    pub fn in_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.in_stream(),
+            subjects: vec![self.subject("in.>")],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            discard: DiscardPolicy::New,
+            max_age: self.limits.in_max_age,
+            max_bytes: self.limits.in_max_bytes,
+            duplicate_window: self.limits.duplicate_window,
+            description: Some("hookyard: every accepted event, raw, replayable".to_owned()),
+            ..Default::default()
+        }
+    }
+
+    /// Settings of `HOOKYARD_WORK`: work-queue retention, file storage.
+    pub fn work_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.work_stream(),
+            subjects: vec![self.subject("work.>")],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            // A full work queue must push back on the router (which then retries), not drop work.
+            discard: DiscardPolicy::New,
+            max_bytes: self.limits.work_max_bytes,
+            duplicate_window: self.limits.duplicate_window,
+            description: Some("hookyard: one message per (event, handler)".to_owned()),
+            ..Default::default()
+        }
+    }
+
+    /// Settings of `HOOKYARD_DLQ`: limits retention with a long age.
+    pub fn dlq_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.dlq_stream(),
+            subjects: vec![self.subject("dlq.>")],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            discard: DiscardPolicy::New,
+            max_age: self.limits.dlq_max_age,
+            max_bytes: self.limits.dlq_max_bytes,
+            duplicate_window: self.limits.duplicate_window,
+            description: Some("hookyard: failed or unroutable events with the reason".to_owned()),
+            ..Default::default()
+        }
+    }
+
+    /// Creates or updates `HOOKYARD_IN`.
+    pub async fn ensure_in(&self, js: &jetstream::Context) -> Result<(), StreamSetupError> {
+        ensure(js, self.in_config()).await
+    }
+
+    /// Creates or updates `HOOKYARD_WORK` and `HOOKYARD_DLQ`.
+    pub async fn ensure_work_and_dlq(
+        &self,
+        js: &jetstream::Context,
+    ) -> Result<(), StreamSetupError> {
+        ensure(js, self.work_config()).await?;
+        ensure(js, self.dlq_config()).await
+    }
+}
+
+/// A stream could not be created or updated.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to create or update stream {stream}")]
+pub struct StreamSetupError {
+    /// Stream name.
+    pub stream: String,
+    #[source]
+    source: jetstream::context::CreateStreamError,
+}
+
+async fn ensure(js: &jetstream::Context, config: stream::Config) -> Result<(), StreamSetupError> {
+    let stream = config.name.clone();
+    js.create_or_update_stream(config)
+        .await
+        .map(|_| ())
+        .map_err(|source| StreamSetupError { stream, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_match_design() {
+        let t = Topology::default();
+        assert_eq!(t.in_stream(), "HOOKYARD_IN");
+        assert_eq!(t.work_stream(), "HOOKYARD_WORK");
+        assert_eq!(t.dlq_stream(), "HOOKYARD_DLQ");
+        assert_eq!(t.in_subject("shop"), "hookyard.in.shop");
+        assert_eq!(t.work_subject("orders"), "hookyard.work.orders");
+        assert_eq!(t.dlq_subject("orders"), "hookyard.dlq.orders");
+        assert_eq!(t.unrouted_subject(), "hookyard.dlq.unrouted");
+    }
+
+    #[test]
+    fn namespace_prefixes_streams_and_subjects() {
+        let t = Topology::new("t1");
+        assert_eq!(t.in_stream(), "T1_HOOKYARD_IN");
+        assert_eq!(t.work_subject("orders"), "t1.hookyard.work.orders");
+        assert_eq!(t.in_config().subjects, vec!["t1.hookyard.in.>".to_owned()]);
+    }
+
+    #[test]
+    fn in_stream_refuses_new_writes_when_full() {
+        let c = Topology::default().in_config();
+        assert_eq!(c.discard, DiscardPolicy::New);
+        assert_eq!(c.storage, StorageType::File);
+        assert!(c.max_age >= Duration::from_secs(7 * 24 * 3600));
+        assert!(c.max_bytes > 0);
+    }
+}

@@ -1,0 +1,24 @@
+//! Generated protobuf and gRPC code for hookyard's contracts (`proto/hookyard/**`).
+//!
+//! No logic lives here. Packages are versioned (`v1`); messages stored on NATS are in
+//! [`event::v1`], the egress and token gRPC services in [`egress::v1`] and [`token::v1`].
+
+#![allow(clippy::all, missing_docs)]
+
+pub mod event {
+    pub mod v1 {
+        tonic::include_proto!("hookyard.event.v1");
+    }
+}
+
+pub mod egress {
+    pub mod v1 {
+        tonic::include_proto!("hookyard.egress.v1");
+    }
+}
+
+pub mod token {
+    pub mod v1 {
+        tonic::include_proto!("hookyard.token.v1");
+    }
+}

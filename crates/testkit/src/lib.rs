@@ -1,0 +1,169 @@
+//! Dev-only test harness: a real NATS JetStream server in a container, configured as in
+//! production, and small helpers to wait for conditions.
+//!
+//! Owns: [`Nats`] (start, stop, restart a `nats:<deploy/nats/VERSION>` container with
+//! `deploy/nats/nats-server.conf`), [`wait_for`]. It does not start hookyard services: tests
+//! start those in-process on port 0 through each service's `run`, so there is one copy of each
+//! service crate in a test binary.
+
+use std::{future::Future, time::Duration};
+
+use anyhow::{Context, bail};
+use testcontainers::{
+    ContainerAsync, GenericImage, ImageExt,
+    core::{IntoContainerPort, WaitFor},
+    runners::AsyncRunner,
+};
+use tokio::io::AsyncReadExt;
+
+/// NATS version, the one place it is written (also read by `.ci/run` and the compose files).
+const NATS_VERSION: &str = include_str!("../../../deploy/nats/VERSION");
+/// Production NATS settings (`sync_interval: always`, explicit store limits).
+const NATS_CONF: &str = include_str!("../../../deploy/nats/nats-server.conf");
+
+/// Image tag of the NATS server the tests run.
+pub fn nats_tag() -> &'static str {
+    NATS_VERSION.trim()
+}
+
+/// A NATS JetStream server in a container, reachable on a fixed loopback port that survives
+/// a stop and start (so clients reconnect to the same address).
+pub struct Nats {
+    container: ContainerAsync<GenericImage>,
+    port: u16,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("failed to find a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Nats {
+    /// Starts a fresh server with JetStream on file storage and `sync_interval: always`.
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let container = GenericImage::new("nats", nats_tag())
+            .with_exposed_port(4222.tcp())
+            .with_wait_for(WaitFor::message_on_stderr("Server is ready"))
+            .with_copy_to("/etc/nats/hookyard.conf", NATS_CONF.as_bytes().to_vec())
+            .with_cmd(["--config", "/etc/nats/hookyard.conf"])
+            .with_mapped_port(port, 4222.tcp())
+            .with_startup_timeout(Duration::from_secs(30))
+            .start()
+            .await
+            .with_context(|| {
+                format!(
+                    "failed to start nats:{} (build it with deploy/nats/build-local-image.sh)",
+                    nats_tag()
+                )
+            })?;
+        let nats = Self { container, port };
+        nats.wait_ready(Duration::from_secs(30)).await?;
+        Ok(nats)
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// A client as the services make it (reconnects forever).
+    pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
+        hookyard_core::settings::connect_nats(&self.url(), "hookyard-test")
+            .await
+            .context("failed to connect to nats")
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s), keeping its data.
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        self.container
+            .stop_with_timeout(Some(5))
+            .await
+            .context("failed to stop nats")
+    }
+
+    /// Starts a stopped server again on the same port and waits until it accepts clients.
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.container
+            .start()
+            .await
+            .context("failed to start nats")?;
+        self.wait_ready(Duration::from_secs(30)).await
+    }
+
+    async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let port = self.port;
+        wait_for(limit, "nats to accept connections", || async move {
+            let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                return false;
+            };
+            let mut buf = [0u8; 4];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf)).await,
+                Ok(Ok(_)) if &buf == b"INFO"
+            )
+        })
+        .await
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds, failing after `limit` with `what` in the error.
+pub async fn wait_for<F, Fut>(limit: Duration, what: &str, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A namespace unique within this process, for streams and subjects of one test.
+pub fn unique_namespace(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn nats_runs_jetstream_with_sync_always_and_survives_restart() -> anyhow::Result<()> {
+        let nats = Nats::start().await?;
+        let client = nats.client().await?;
+        let js = async_nats::jetstream::new(client.clone());
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "T".into(),
+            subjects: vec!["t.>".into()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+        js.publish("t.a", "x".into()).await?.await?;
+        nats.stop().await?;
+        nats.restart().await?;
+        // The stored message outlives the restart: file storage, synced before the ack.
+        let js2 = async_nats::jetstream::new(nats.client().await?);
+        let mut stream = js2.get_stream("T").await?;
+        assert_eq!(stream.info().await?.state.messages, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn tag_is_a_version() {
+        assert!(nats_tag().split('.').count() == 3, "{}", nats_tag());
+    }
+}
