@@ -1,1 +1,136 @@
-//! placeholder
+//! hookyard ingress: the HTTP endpoints partners send webhooks to.
+//!
+//! Owns, for every source in the integration file: matching path and method, inbound
+//! authentication, body limits, the dedup key and event id, storing the raw request as an
+//! [`Envelope`](hookyard_proto::event::v1::Envelope) in `HOOKYARD_IN`, and the answer to the
+//! sender. Also creates `HOOKYARD_IN` at start and serves `/healthz`, `/readyz` and
+//! `grpc.health.v1` on the webhook listener.
+//!
+//! Does not own: event types and routing (the router reads the stream), handlers, partner
+//! calls, stream and subject names or the envelope format (`hookyard-core`, `hookyard-proto`).
+//!
+//! Modules:
+//! - [`auth`]: `Authorization: Basic` parsing and constant-time checking;
+//! - `body`: reading a body within `max_body_bytes`;
+//! - `event`: building the envelope, dedup key and event id from a request;
+//! - [`publish`]: the JetStream publish and its bounded wait for the ack;
+//! - `health`: readiness, the stream-creating background task, health endpoints;
+//! - `routes`: the router and the webhook handler;
+//! - [`error`]: the crate's error type and its mapping to HTTP statuses.
+//!
+//! Design choices:
+//! - **2xx only after the PubAck.** Every failure to store (NATS disconnected, no ack within
+//!   [`Settings::publish_timeout`], stream missing or full under `discard: new`) is a 503 with
+//!   `Retry-After`. The connection state is checked first because async-nats buffers publishes
+//!   while disconnected; the timeout bounds everything else. A publish that timed out may still
+//!   be stored later; the sender's retry then collapses onto it through `Nats-Msg-Id`.
+//! - **Start-up never waits for NATS.** A background task creates the stream with backoff (and
+//!   recreates it if it disappears); readiness and gRPC health report whether events can be
+//!   stored.
+//! - **Reserved paths.** `/healthz`, `/readyz` and `/grpc.health.v1.Health/*` belong to ingress.
+//!   A source configured on one of them, or two sources on one path, make [`run`] fail with
+//!   [`Error::PathConflict`] rather than silently shadowing a route.
+//! - **Exact path match.** Source paths are looked up verbatim (no trailing-slash folding, no
+//!   patterns), so a configured path is never interpreted as routing syntax.
+//! - **Check order.** 404, 405, 401, then 413 from `Content-Length` without reading, then the
+//!   body is read through a limit: an unauthenticated sender never makes ingress read a body.
+//! - **Credentials are not event data.** For a `basic` source, the `Authorization` header ingress
+//!   verified is left out of the envelope, since `HOOKYARD_IN` is replayable and readable by
+//!   operators; every other header is kept as raw bytes. For an `none` source all headers are
+//!   kept, as a handler may need to check them.
+//! - **No JSON on the hot path** unless the dedup expression is jq; the event type is the
+//!   router's job.
+
+pub mod auth;
+mod body;
+pub mod error;
+mod event;
+mod health;
+pub mod publish;
+mod routes;
+
+use std::{sync::Arc, time::Duration};
+
+use hookyard_core::{Integration, streams::Topology};
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+/// Everything [`run`] needs besides the listener.
+#[derive(Clone)]
+pub struct Settings {
+    /// The integration file; ingress serves its `sources`.
+    pub integration: Arc<Integration>,
+    /// NATS client (reconnects on its own; see `hookyard_core::settings::connect_nats`).
+    pub nats: async_nats::Client,
+    /// Stream and subject names.
+    pub topology: Topology,
+    /// Longest wait for the JetStream ack before answering 503 (default 5s).
+    pub publish_timeout: Duration,
+    /// Seconds put in Retry-After on 503 (default 5).
+    pub retry_after_secs: u64,
+}
+
+impl Settings {
+    /// Settings with the default publish timeout (5 s) and `Retry-After` (5 s).
+    pub fn new(
+        integration: Arc<Integration>,
+        nats: async_nats::Client,
+        topology: Topology,
+    ) -> Self {
+        Self {
+            integration,
+            nats,
+            topology,
+            publish_timeout: Duration::from_secs(5),
+            retry_after_secs: 5,
+        }
+    }
+}
+
+/// Serves the sources on `listener` until `shutdown` is cancelled, then stops accepting and
+/// lets in-flight requests finish (each is bounded by the publish timeout).
+///
+/// Fails at once on a path conflict (see the crate docs); never because NATS is unreachable.
+pub async fn run(
+    settings: Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let sources = routes::sources(&settings.integration)?;
+    let (reporter, grpc_health) = hookyard_core::health::service();
+    // The reporter starts out SERVING; nothing is ready until the stream is known to exist.
+    hookyard_core::health::set_serving(&reporter, false).await;
+
+    let readiness = Arc::new(health::Readiness::new(
+        settings.nats.clone(),
+        settings.topology.clone(),
+    ));
+    let stop = shutdown.child_token();
+    let keeper = tokio::spawn(health::keep_ready(
+        readiness.clone(),
+        reporter,
+        stop.clone(),
+    ));
+
+    let source_count = sources.len();
+    let app = Arc::new(routes::App {
+        sources,
+        publisher: publish::Publisher::new(settings.nats, settings.publish_timeout),
+        topology: settings.topology,
+        retry_after_secs: settings.retry_after_secs,
+    });
+    let router = routes::router(app, readiness, grpc_health);
+    let address = listener.local_addr().map_err(Error::Serve)?;
+    tracing::info!(%address, sources = source_count, "ingress listening");
+
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    stop.cancel();
+    if keeper.await.is_err() {
+        tracing::warn!("readiness task failed");
+    }
+    tracing::info!("ingress stopped");
+    served.map_err(Error::Serve)
+}

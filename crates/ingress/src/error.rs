@@ -1,0 +1,124 @@
+//! The crate's one error type and its one mapping to HTTP status codes.
+//!
+//! Start-up errors ([`Error::PathConflict`], [`Error::Serve`]) come out of [`crate::run`];
+//! request errors become the answer to the sender through [`IntoResponse`]. Messages never
+//! contain credentials, header values or body bytes.
+
+use axum::{
+    Json,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, StatusCode, header};
+
+use crate::{auth::AuthError, publish::PublishError};
+
+/// Everything that can go wrong in ingress.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A source is configured on a path that is already served: by ingress itself (`/healthz`,
+    /// `/readyz`, gRPC health) or by another source.
+    #[error("source {source_name} listens on {path}, which is already served by {other}")]
+    PathConflict {
+        /// Name of the source.
+        source_name: String,
+        /// The configured path.
+        path: String,
+        /// What already serves the path.
+        other: String,
+    },
+    /// The HTTP server failed.
+    #[error("failed to serve http")]
+    Serve(#[source] std::io::Error),
+    /// No source listens on the request's path.
+    #[error("no source listens on this path")]
+    NotFound,
+    /// The source does not accept the request's method.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// Value of the `Allow` header: the source's methods, comma-separated.
+        allow: String,
+    },
+    /// The sender did not prove who it is.
+    #[error("unauthorized: {0}")]
+    Unauthorized(#[source] AuthError),
+    /// The body is larger than the source accepts.
+    #[error("body larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The source's `max_body_bytes`.
+        limit: u64,
+    },
+    /// The body could not be read (the sender went away or sent a broken encoding).
+    #[error("failed to read the request body")]
+    BodyRead(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The event was not durably stored, so it must not be acknowledged.
+    #[error("event store unavailable")]
+    Unavailable {
+        /// Seconds the sender is asked to wait before retrying.
+        retry_after_secs: u64,
+        /// What failed.
+        #[source]
+        cause: PublishError,
+    },
+}
+
+impl Error {
+    /// The HTTP status the error is answered with: the one mapping from errors to statuses.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PathConflict { .. } | Self::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Short machine-readable kind, the `error` field of the JSON body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyRead(_) => "bad_body",
+            Self::Unavailable { .. } => "unavailable",
+            Self::PathConflict { .. } | Self::Serve(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            // The auth reason names the problem (missing, malformed, wrong) and nothing sent.
+            Self::Unauthorized(reason) => reason.to_string(),
+            Self::Unavailable { cause, .. } => format!("{self}: {cause}"),
+            other => other.to_string(),
+        };
+        let body = serde_json::json!({ "error": self.kind(), "message": message });
+        let mut response = (self.status(), Json(body)).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Self::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(crate::auth::CHALLENGE),
+                );
+            }
+            Self::MethodNotAllowed { allow } => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    headers.insert(header::ALLOW, value);
+                }
+            }
+            Self::Unavailable {
+                retry_after_secs, ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,174 @@
+//! Liveness and readiness: `GET /healthz`, `GET /readyz` and `grpc.health.v1` on the same
+//! listener, and the background task that creates `HOOKYARD_IN` and keeps readiness current.
+//!
+//! Ready means the NATS client is connected and the in stream exists. Start-up never waits for
+//! either: a task tries `Topology::ensure_in` with backoff until it succeeds (and again if the
+//! stream later disappears), and flips the gRPC status between SERVING and NOT_SERVING as
+//! readiness changes. `/readyz` checks live, with a short timeout.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use async_nats::{connection::State, jetstream};
+use axum::{Json, Router, response::IntoResponse};
+use hookyard_core::streams::Topology;
+use http::StatusCode;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic_health::server::HealthReporter;
+use tower::ServiceExt;
+
+/// Liveness path: 200 while the process runs.
+pub const HEALTHZ: &str = "/healthz";
+/// Readiness path: 200 when NATS is connected and the in stream exists, else 503.
+pub const READYZ: &str = "/readyz";
+/// Path prefix of the gRPC health service.
+pub const GRPC_HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
+
+/// Longest wait for NATS when checking readiness.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest wait for the stream to be created or updated.
+const ENSURE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between checks while ready.
+const READY_INTERVAL: Duration = Duration::from_secs(2);
+/// First and longest pause between attempts while not ready.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Whether ingress can store events.
+pub(crate) struct Readiness {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    topology: Topology,
+}
+
+impl Readiness {
+    pub(crate) fn new(client: async_nats::Client, topology: Topology) -> Self {
+        let js = jetstream::new(client.clone());
+        Self {
+            client,
+            js,
+            topology,
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
+    /// Connected and the in stream exists, asked of the server now.
+    pub(crate) async fn is_ready(&self) -> bool {
+        self.connected()
+            && matches!(
+                tokio::time::timeout(CHECK_TIMEOUT, self.js.get_stream(self.topology.in_stream()))
+                    .await,
+                Ok(Ok(_))
+            )
+    }
+
+    /// Like [`Readiness::is_ready`], creating the stream when it is missing.
+    async fn ensure_ready(&self) -> bool {
+        if self.is_ready().await {
+            return true;
+        }
+        if !self.connected() {
+            return false;
+        }
+        match tokio::time::timeout(ENSURE_TIMEOUT, self.topology.ensure_in(&self.js)).await {
+            Ok(Ok(())) => {
+                tracing::info!(stream = %self.topology.in_stream(), "in stream ready");
+                true
+            }
+            Ok(Err(error)) => {
+                let cause = std::error::Error::source(&error).map(ToString::to_string);
+                tracing::warn!(%error, ?cause, "cannot create in stream, will retry");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("timed out creating in stream, will retry");
+                false
+            }
+        }
+    }
+}
+
+/// Keeps the in stream created and the gRPC health status current until `stop` is cancelled;
+/// then reports NOT_SERVING, so load balancers stop sending while connections drain.
+pub(crate) async fn keep_ready(
+    readiness: Arc<Readiness>,
+    reporter: HealthReporter,
+    stop: CancellationToken,
+) {
+    let mut serving = None;
+    let mut retry = RETRY_MIN;
+    loop {
+        let ready = tokio::select! {
+            () = stop.cancelled() => break,
+            ready = readiness.ensure_ready() => ready,
+        };
+        if serving != Some(ready) {
+            hookyard_core::health::set_serving(&reporter, ready).await;
+            tracing::info!(ready, "readiness changed");
+            serving = Some(ready);
+        }
+        let pause = if ready {
+            retry = RETRY_MIN;
+            READY_INTERVAL
+        } else {
+            let pause = retry;
+            retry = (retry * 2).min(RETRY_MAX);
+            pause
+        };
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+    hookyard_core::health::set_serving(&reporter, false).await;
+}
+
+/// `GET /healthz`.
+pub(crate) async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`.
+pub(crate) async fn readyz(readiness: &Readiness) -> impl IntoResponse + use<> {
+    if readiness.is_ready().await {
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ready" })),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "not_ready" })),
+        )
+    }
+}
+
+/// Mounts a tonic service on an axum router. `tonic::service::Routes` brings its own fallback,
+/// which axum refuses to merge with ours, so the service is routed directly.
+pub(crate) fn with_grpc<St, S>(router: Router<St>, service: S) -> Router<St>
+where
+    St: Clone + Send + Sync + 'static,
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    router.route_service(
+        &format!("/{}/{{*rest}}", S::NAME),
+        service.map_request(|r: http::Request<axum::body::Body>| r.map(tonic::body::Body::new)),
+    )
+}
+
+/// True when `path` is served by ingress itself, so no source may use it.
+pub(crate) fn is_reserved(path: &str) -> bool {
+    path == HEALTHZ || path == READYZ || path.starts_with(GRPC_HEALTH_PREFIX)
+}

@@ -1,0 +1,188 @@
+//! The HTTP surface: health endpoints, gRPC health, and one webhook handler that looks the
+//! request's path up in the table of sources.
+//!
+//! Sources are matched by exact path in a table rather than registered as axum routes, so a
+//! configured path is never read as axum route syntax (`{id}`, `*rest`) and cannot make the
+//! router panic. A request is refused as early and cheaply as possible: path (404), method
+//! (405), credentials (401), declared length (413), then the body is read within the limit
+//! (413) and the event is published (503 unless JetStream acknowledges it).
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use hookyard_core::{Integration, envelope::now_ms, expr::Expr, streams::Topology};
+use http::{Method, StatusCode};
+use prost::Message;
+
+use crate::{
+    Error,
+    auth::Authenticator,
+    body,
+    event::{self, Received},
+    health::{self, Readiness},
+    publish::Publisher,
+};
+
+/// One source as ingress serves it, prepared once at start.
+#[derive(Debug)]
+pub(crate) struct SourceEntry {
+    pub name: String,
+    pub methods: Vec<Method>,
+    /// `Allow` header value for 405 answers.
+    pub allow: String,
+    pub auth: Authenticator,
+    pub max_body_bytes: u64,
+    pub dedup_key: Option<Expr>,
+}
+
+/// Sources by exact path. Fails on a path ingress reserves or two sources on one path.
+pub(crate) fn sources(integration: &Integration) -> Result<HashMap<String, SourceEntry>, Error> {
+    let mut table: HashMap<String, SourceEntry> = HashMap::new();
+    for (name, source) in &integration.sources {
+        let conflict = |other: String| Error::PathConflict {
+            source_name: name.clone(),
+            path: source.path.clone(),
+            other,
+        };
+        if health::is_reserved(&source.path) {
+            return Err(conflict("ingress's health endpoints".to_owned()));
+        }
+        if let Some(other) = table.get(&source.path) {
+            return Err(conflict(format!("source {}", other.name)));
+        }
+        let mut methods = Vec::new();
+        for m in &source.methods {
+            match Method::from_bytes(m.as_bytes()) {
+                Ok(method) if !methods.contains(&method) => methods.push(method),
+                Ok(_) => {}
+                Err(_) => tracing::warn!(source = %name, method = %m, "ignoring invalid method"),
+            }
+        }
+        let allow = methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        table.insert(
+            source.path.clone(),
+            SourceEntry {
+                name: name.clone(),
+                methods,
+                allow,
+                auth: Authenticator::new(&source.auth),
+                max_body_bytes: source.max_body_bytes,
+                dedup_key: source.dedup_key.clone(),
+            },
+        );
+    }
+    Ok(table)
+}
+
+/// Shared state of the webhook handler.
+pub(crate) struct App {
+    pub sources: HashMap<String, SourceEntry>,
+    pub publisher: Publisher,
+    pub topology: Topology,
+    pub retry_after_secs: u64,
+}
+
+/// The whole router: health endpoints and gRPC health first, every other path to a source.
+pub(crate) fn router<S>(app: Arc<App>, readiness: Arc<Readiness>, grpc_health: S) -> Router
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let router = Router::new()
+        .route(health::HEALTHZ, get(health::healthz))
+        .route(
+            health::READYZ,
+            get(move || async move { health::readyz(&readiness).await }),
+        );
+    health::with_grpc(router, grpc_health)
+        .fallback(webhook)
+        .with_state(app)
+}
+
+async fn webhook(State(app): State<Arc<App>>, request: Request) -> Response {
+    match accept(&app, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn accept(app: &App, request: Request) -> Result<Response, Error> {
+    let received_at_ms = now_ms();
+    let (parts, body) = request.into_parts();
+    let source = app.sources.get(parts.uri.path()).ok_or(Error::NotFound)?;
+    if !source.methods.contains(&parts.method) {
+        return Err(Error::MethodNotAllowed {
+            allow: source.allow.clone(),
+        });
+    }
+    if let Err(reason) = source.auth.check(&parts.headers) {
+        tracing::warn!(source = %source.name, %reason, "request refused: unauthorized");
+        return Err(Error::Unauthorized(reason));
+    }
+    body::check_declared(&parts.headers, source.max_body_bytes)
+        .map_err(|e| log_too_large(source, e))?;
+    let body = body::read(body, source.max_body_bytes)
+        .await
+        .map_err(|e| log_too_large(source, e))?;
+    let envelope = event::envelope(
+        source,
+        Received {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            body,
+            received_at_ms,
+        },
+    );
+    let payload = envelope.encode_to_vec();
+    let ack = app
+        .publisher
+        .publish(
+            app.topology.in_subject(&source.name),
+            &envelope.id,
+            &source.name,
+            payload.into(),
+        )
+        .await
+        .map_err(|cause| {
+            tracing::warn!(source = %source.name, event_id = %envelope.id, error = %cause, "event not stored, answering 503");
+            Error::Unavailable {
+                retry_after_secs: app.retry_after_secs,
+                cause,
+            }
+        })?;
+    tracing::info!(
+        source = %source.name,
+        event_id = %envelope.id,
+        stream_seq = ack.sequence,
+        duplicate = ack.duplicate,
+        "event accepted"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": envelope.id })),
+    )
+        .into_response())
+}
+
+fn log_too_large(source: &SourceEntry, error: Error) -> Error {
+    tracing::info!(source = %source.name, limit = source.max_body_bytes, kind = error.kind(), "request body refused");
+    error
+}

@@ -1,0 +1,200 @@
+//! Starting ingress in-process and reading what it stored.
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::{Context, bail};
+use async_nats::jetstream;
+use hookyard_core::{
+    Integration,
+    config::{Secret, SecretRef, Source, SourceAuth},
+    envelope::HEADER_EVENT_ID,
+    expr::Expr,
+    streams::Topology,
+};
+use hookyard_proto::event::v1::Envelope;
+use hookyard_testkit::{unique_namespace, wait_for};
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+pub const USER: &str = "shop";
+pub const PASSWORD: &str = "pa:ss word";
+/// `max_body_bytes` of both test sources.
+pub const LIMIT: usize = 1024;
+/// Basic-auth source that takes the dedup key from `X-Delivery-Id`.
+pub const SHOP: &str = "/hooks/shop";
+/// Source without auth, deduplicated by body hash.
+pub const OPEN: &str = "/hooks/open";
+
+pub fn integration() -> Integration {
+    let source = |path: &str, auth: SourceAuth, dedup_key: Option<Expr>| Source {
+        path: path.to_owned(),
+        methods: vec!["POST".to_owned(), "PUT".to_owned()],
+        auth,
+        max_body_bytes: LIMIT as u64,
+        event_type: None,
+        dedup_key,
+    };
+    let mut sources = BTreeMap::new();
+    sources.insert(
+        "shop".to_owned(),
+        source(
+            SHOP,
+            SourceAuth::Basic {
+                username: USER.to_owned(),
+                password: Secret::from_value(SecretRef::Env("SHOP_PASSWORD".into()), PASSWORD),
+            },
+            Some(Expr::Header("X-Delivery-Id".to_owned())),
+        ),
+    );
+    sources.insert("open".to_owned(), source(OPEN, SourceAuth::None, None));
+    Integration {
+        sources,
+        ..Default::default()
+    }
+}
+
+/// A running ingress.
+pub struct Ingress {
+    pub addr: SocketAddr,
+    pub topology: Topology,
+    pub js: jetstream::Context,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), hookyard_ingress::Error>>,
+}
+
+/// Starts ingress in a fresh namespace and waits until `/readyz` answers 200.
+pub async fn spawn(nats: async_nats::Client, publish_timeout: Duration) -> anyhow::Result<Ingress> {
+    let ingress = spawn_with(
+        nats,
+        Topology::new(&unique_namespace("ing")),
+        publish_timeout,
+    )
+    .await?;
+    ingress.wait_ready(true).await?;
+    Ok(ingress)
+}
+
+/// Starts ingress with `topology` without waiting for readiness.
+pub async fn spawn_with(
+    nats: async_nats::Client,
+    topology: Topology,
+    publish_timeout: Duration,
+) -> anyhow::Result<Ingress> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let mut settings =
+        hookyard_ingress::Settings::new(Arc::new(integration()), nats.clone(), topology.clone());
+    settings.publish_timeout = publish_timeout;
+    settings.retry_after_secs = 7;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(hookyard_ingress::run(settings, listener, shutdown.clone()));
+    Ok(Ingress {
+        addr,
+        topology,
+        js: jetstream::new(nats),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()?,
+        shutdown,
+        task,
+    })
+}
+
+impl Ingress {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn status(&self, path: &str) -> Option<u16> {
+        let response = self.http.get(self.url(path)).send().await.ok()?;
+        Some(response.status().as_u16())
+    }
+
+    pub async fn wait_ready(&self, ready: bool) -> anyhow::Result<()> {
+        let want = if ready { 200 } else { 503 };
+        wait_for(Duration::from_secs(30), "readyz", || async move {
+            self.status("/readyz").await == Some(want)
+        })
+        .await
+    }
+
+    /// POSTs `body` to the open source.
+    pub async fn post_open(&self, body: Vec<u8>) -> anyhow::Result<reqwest::Response> {
+        Ok(self.http.post(self.url(OPEN)).body(body).send().await?)
+    }
+
+    /// Messages in the in stream.
+    pub async fn stored(&self) -> anyhow::Result<u64> {
+        let stream = self.js.get_stream(self.topology.in_stream()).await?;
+        Ok(stream.cached_info().state.messages)
+    }
+
+    /// Every stored message: its `Hookyard-Event-Id`, NATS headers and decoded envelope.
+    pub async fn messages(&self) -> anyhow::Result<Vec<(async_nats::HeaderMap, Envelope)>> {
+        let stream = self.js.get_stream(self.topology.in_stream()).await?;
+        let state = stream.cached_info().state.clone();
+        let mut out = Vec::new();
+        for seq in state.first_sequence..=state.last_sequence {
+            if state.messages == 0 {
+                break;
+            }
+            let m = stream.get_raw_message(seq).await?;
+            let envelope = Envelope::decode(m.payload)?;
+            if m.headers.get(HEADER_EVENT_ID).map(|v| v.as_str()) != Some(envelope.id.as_str()) {
+                bail!("message {seq} has a {HEADER_EVENT_ID} that is not its envelope id");
+            }
+            out.push((m.headers, envelope));
+        }
+        Ok(out)
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .context("ingress did not stop")???;
+        Ok(())
+    }
+}
+
+/// The `id` of a 202 answer.
+pub async fn accepted_id(response: reqwest::Response) -> anyhow::Result<String> {
+    let status = response.status().as_u16();
+    if status != 202 {
+        bail!("expected 202, got {status}");
+    }
+    let body: serde_json::Value = response.json().await?;
+    body["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("202 without an id")
+}
+
+/// Sends raw bytes as one HTTP/1.1 request and returns the status code of the answer, read
+/// without waiting for the server to close.
+pub async fn raw_status(addr: SocketAddr, request: &[u8]) -> anyhow::Result<u16> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(request).await?;
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 1024];
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                bail!("connection closed before a status line");
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .context("no answer within 10s")??;
+    let line = String::from_utf8_lossy(&answer);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("bad status line {line:?}"))
+}

@@ -1,0 +1,8 @@
+//! Integration tests of ingress against a real NATS JetStream (one container per test), with
+//! ingress started in-process on port 0 in a unique namespace.
+
+mod harness;
+
+mod accept;
+mod availability;
+mod refuse;
