@@ -1,0 +1,171 @@
+//! Everything that can go wrong in egress, and its one mapping to gRPC status codes.
+//!
+//! Messages name the connection and what happened. They never hold a URL (a `query` connection
+//! carries its API key in it), a header value, a body or a token; reqwest errors are stored
+//! without their URL.
+
+use tonic::Code;
+
+/// An egress failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No connection of that name in the integration file.
+    #[error("unknown connection {0}")]
+    UnknownConnection(String),
+    /// The method is not one egress sends.
+    #[error("unsupported HTTP method; use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS")]
+    Method,
+    /// The path could leave the connection's base URL or is malformed.
+    #[error("invalid path: {0}")]
+    Path(&'static str),
+    /// A request header has an invalid name or value (e.g. a line break).
+    #[error("request header {index} has an invalid {part}")]
+    Header {
+        /// Position of the header in the request.
+        index: usize,
+        /// `name` or `value`.
+        part: &'static str,
+    },
+    /// The idempotency key is not a valid header value.
+    #[error("idempotency_key is not a valid header value")]
+    IdempotencyKey,
+    /// The path's query sets the parameter the connection authenticates with.
+    #[error("query parameter {0} is set by the connection")]
+    ReservedQueryParameter(String),
+    /// The outbound guard refused the destination.
+    #[error("destination refused by the egress guard: {0}")]
+    Refused(&'static str),
+    /// The partner did not answer within the connection's timeout.
+    #[error("partner of connection {connection} did not answer in time")]
+    Timeout {
+        /// Connection name.
+        connection: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The partner could not be reached or the exchange broke off.
+    #[error("partner of connection {connection} could not be reached")]
+    Unreachable {
+        /// Connection name.
+        connection: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The partner's response body is larger than egress returns.
+    #[error("response body from connection {connection} exceeds {limit} bytes")]
+    ResponseTooLarge {
+        /// Connection name.
+        connection: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The token service could not provide or invalidate a token.
+    #[error("token service failed for connection {connection}: {}", .status.message())]
+    Token {
+        /// Connection name.
+        connection: String,
+        /// The token service's answer (its messages hold no secret).
+        #[source]
+        status: tonic::Status,
+    },
+    /// The token service returned a token that cannot be put in a header.
+    #[error("token service returned an unusable token for connection {0}")]
+    UnusableToken(String),
+    /// A connection uses OAuth 2.0 but no token service endpoint is configured.
+    #[error("connection {0} uses oauth2_client_credentials but no token service endpoint is set")]
+    NoTokenEndpoint(String),
+    /// The token service endpoint is not a valid URI.
+    #[error("invalid token service endpoint {endpoint}")]
+    TokenEndpoint {
+        /// The endpoint as configured.
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// A connection's `base_url` cannot be used.
+    #[error("base_url of connection {0} is not a valid http or https URL")]
+    BaseUrl(String),
+    /// A connection's auth cannot be put in a request (the value is not named: it is secret).
+    #[error("auth of connection {connection} is not a valid {what}")]
+    Auth {
+        /// Connection name.
+        connection: String,
+        /// What was wrong, e.g. `header name`.
+        what: &'static str,
+    },
+    /// A connection's HTTP client could not be built.
+    #[error("cannot build the HTTP client of connection {connection}")]
+    HttpClient {
+        /// Connection name.
+        connection: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+impl Error {
+    /// The gRPC status code this error is reported with.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::UnknownConnection(_) => Code::NotFound,
+            Self::Method
+            | Self::Path(_)
+            | Self::Header { .. }
+            | Self::IdempotencyKey
+            | Self::ReservedQueryParameter(_) => Code::InvalidArgument,
+            Self::Refused(_) => Code::PermissionDenied,
+            Self::Timeout { .. } => Code::DeadlineExceeded,
+            Self::Unreachable { .. } | Self::UnusableToken(_) => Code::Unavailable,
+            Self::ResponseTooLarge { .. } => Code::ResourceExhausted,
+            Self::Token { status, .. } => match status.code() {
+                // The token service not knowing the connection is a configuration mismatch
+                // between the services, not an unknown connection of this call.
+                Code::NotFound
+                | Code::FailedPrecondition
+                | Code::InvalidArgument
+                | Code::PermissionDenied
+                | Code::Unauthenticated => Code::FailedPrecondition,
+                Code::DeadlineExceeded => Code::DeadlineExceeded,
+                _ => Code::Unavailable,
+            },
+            Self::NoTokenEndpoint(_)
+            | Self::TokenEndpoint { .. }
+            | Self::BaseUrl(_)
+            | Self::Auth { .. }
+            | Self::HttpClient { .. }
+            | Self::Serve(_) => Code::Internal,
+        }
+    }
+
+    /// The error and its causes on one line, for logs.
+    pub(crate) fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
+    /// Classifies a failed exchange with the partner, dropping the URL from the error.
+    pub(crate) fn transport(connection: &str, error: reqwest::Error) -> Self {
+        let connection = connection.to_owned();
+        let source = error.without_url();
+        if source.is_timeout() {
+            Self::Timeout { connection, source }
+        } else {
+            Self::Unreachable { connection, source }
+        }
+    }
+}
+
+impl From<&Error> for tonic::Status {
+    fn from(error: &Error) -> Self {
+        tonic::Status::new(error.code(), error.to_string())
+    }
+}

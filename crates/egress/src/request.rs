@@ -1,0 +1,255 @@
+//! Turns a `CallRequest` into a checked outbound request on its connection: the method, a URL
+//! that stays on the connection's host, the caller's headers without anything that could
+//! override the connection's credentials, and the connection's static auth.
+
+use bytes::Bytes;
+use hookyard_proto::egress::v1::CallRequest;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use secrecy::ExposeSecret;
+use url::Url;
+
+use crate::{
+    Error,
+    connection::{Auth, Connection},
+};
+
+/// Headers a caller may not set: credentials belong to the connection, and the rest describe
+/// the connection or the message framing, which the HTTP client owns.
+const RESERVED_HEADERS: [HeaderName; 11] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// A request ready to send, except for a bearer token.
+pub(crate) struct Outbound {
+    pub method: Method,
+    /// May hold a `query` connection's API key: never log or print it.
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Outbound {
+    pub(crate) fn new(connection: &Connection, call: CallRequest) -> Result<Self, Error> {
+        let method = method(&call.method)?;
+        let mut url = join(&connection.base, &call.path)?;
+        let mut headers = caller_headers(&call, &connection.auth)?;
+        match &connection.auth {
+            Auth::None | Auth::OAuth2 => {}
+            Auth::Headers(fixed) => {
+                for (name, value) in fixed {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+            Auth::Query { name, value } => {
+                if url.query_pairs().any(|(key, _)| key == name.as_str()) {
+                    return Err(Error::ReservedQueryParameter(name.clone()));
+                }
+                url.query_pairs_mut()
+                    .append_pair(name, value.expose_secret());
+            }
+        }
+        Ok(Self {
+            method,
+            url,
+            headers,
+            body: Bytes::from(call.body),
+        })
+    }
+}
+
+fn method(text: &str) -> Result<Method, Error> {
+    Ok(match text {
+        "GET" => Method::GET,
+        "HEAD" => Method::HEAD,
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        "PATCH" => Method::PATCH,
+        "DELETE" => Method::DELETE,
+        "OPTIONS" => Method::OPTIONS,
+        _ => return Err(Error::Method),
+    })
+}
+
+/// Appends `path` (and its query) to the base URL's path; refuses anything that could change
+/// the scheme, host, port or user info.
+fn join(base: &Url, path: &str) -> Result<Url, Error> {
+    if !path.starts_with('/') {
+        return Err(Error::Path("must start with '/'"));
+    }
+    if path.starts_with("//") {
+        return Err(Error::Path("must not start with '//'"));
+    }
+    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Path(
+            "only printable ASCII without spaces; percent-encode the rest",
+        ));
+    }
+    if path.contains('\\') {
+        return Err(Error::Path("must not contain '\\'"));
+    }
+    if path.contains('#') {
+        return Err(Error::Path("must not contain a fragment"));
+    }
+    let (path, query) = match path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path, None),
+    };
+    if path.contains('@') {
+        return Err(Error::Path("'@' must be percent-encoded before the query"));
+    }
+    let mut url = base.clone();
+    url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+    let query = match (base.query().filter(|q| !q.is_empty()), query) {
+        (Some(fixed), Some(extra)) if !extra.is_empty() => Some(format!("{fixed}&{extra}")),
+        (Some(fixed), _) => Some(fixed.to_owned()),
+        (None, Some(extra)) if !extra.is_empty() => Some(extra.to_owned()),
+        (None, _) => None,
+    };
+    url.set_query(query.as_deref());
+    url.set_fragment(None);
+    let same_origin = url.scheme() == base.scheme()
+        && url.host() == base.host()
+        && url.port_or_known_default() == base.port_or_known_default()
+        && url.username() == base.username()
+        && url.password() == base.password();
+    if same_origin {
+        Ok(url)
+    } else {
+        Err(Error::Path("must not change the connection's host"))
+    }
+}
+
+fn caller_headers(call: &CallRequest, auth: &Auth) -> Result<HeaderMap, Error> {
+    let auth_headers: &[(HeaderName, HeaderValue)] = match auth {
+        Auth::Headers(fixed) => fixed,
+        _ => &[],
+    };
+    let idempotency_key = (!call.idempotency_key.is_empty())
+        .then(|| HeaderValue::from_str(&call.idempotency_key))
+        .transpose()
+        .map_err(|_| Error::IdempotencyKey)?;
+    let mut headers = HeaderMap::new();
+    for (index, h) in call.headers.iter().enumerate() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Error::Header {
+            index,
+            part: "name",
+        })?;
+        // Refuses CR, LF and NUL (header injection) while allowing non-ASCII bytes.
+        let value = HeaderValue::from_bytes(h.value.as_bytes()).map_err(|_| Error::Header {
+            index,
+            part: "value",
+        })?;
+        let reserved = RESERVED_HEADERS.contains(&name)
+            || auth_headers.iter().any(|(n, _)| *n == name)
+            || (idempotency_key.is_some() && name == IDEMPOTENCY_KEY);
+        if reserved {
+            tracing::debug!(header = %name, "caller header dropped");
+            continue;
+        }
+        headers.append(name, value);
+    }
+    if let Some(key) = idempotency_key {
+        headers.insert(IDEMPOTENCY_KEY, key);
+    }
+    Ok(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(base: &str, path: &str) -> Result<String, Error> {
+        join(&Url::parse(base).expect("base"), path).map(String::from)
+    }
+
+    #[test]
+    fn paths_are_appended_to_the_base_path_with_their_query() {
+        let cases = [
+            (
+                "https://api.example",
+                "/orders",
+                "https://api.example/orders",
+            ),
+            (
+                "https://api.example/v1",
+                "/orders?x=1",
+                "https://api.example/v1/orders?x=1",
+            ),
+            (
+                "https://api.example/v1/",
+                "/orders/7",
+                "https://api.example/v1/orders/7",
+            ),
+            (
+                "https://api.example/v1?k=v",
+                "/o?x=1",
+                "https://api.example/v1/o?k=v&x=1",
+            ),
+            (
+                "https://api.example:8443",
+                "/a%20b",
+                "https://api.example:8443/a%20b",
+            ),
+            (
+                "https://api.example",
+                "/users/a%40b?mail=a@b",
+                "https://api.example/users/a%40b?mail=a@b",
+            ),
+        ];
+        for (base, path, expected) in cases {
+            assert_eq!(joined(base, path).expect(path), expected);
+        }
+    }
+
+    #[test]
+    fn dot_segments_stay_on_the_host() {
+        assert_eq!(
+            joined("https://api.example/v1", "/../x").expect("joined"),
+            "https://api.example/x"
+        );
+    }
+
+    #[test]
+    fn paths_that_could_change_the_host_are_refused() {
+        for path in [
+            "",
+            "x",
+            "//evil.example/x",
+            "http://evil/",
+            "@evil.example",
+            "/@evil.example",
+            "/\\evil.example",
+            "/x#frag",
+            "/a b",
+            "/a\r\nHost: evil",
+            "/caf\u{e9}",
+        ] {
+            assert!(
+                matches!(joined("https://api.example", path), Err(Error::Path(_))),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_known_methods_are_sent() {
+        for m in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+            assert_eq!(method(m).expect(m).as_str(), m);
+        }
+        for m in ["", "get", "CONNECT", "TRACE", "G ET"] {
+            assert!(matches!(method(m), Err(Error::Method)), "{m:?}");
+        }
+    }
+}

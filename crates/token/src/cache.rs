@@ -1,0 +1,247 @@
+//! Cached tokens, one slot per OAuth 2.0 connection, with single-flight fetching.
+//!
+//! A slot's mutex is held while its token is fetched, so callers that arrive meanwhile wait for
+//! that fetch and take its outcome instead of sending their own request. A caller whose request
+//! is cancelled while it fetches drops the fetch; the next waiter then fetches.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use hookyard_core::Integration;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Mutex;
+
+use crate::{
+    Error,
+    grant::{Grant, Issued},
+};
+
+/// How long a token without `expires_in` is used before it is fetched again.
+pub(crate) const DEFAULT_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
+/// Upper bound of the safety margin before expiry.
+const MAX_SKEW: Duration = Duration::from_secs(30);
+
+/// A token handed to callers.
+#[derive(Clone)]
+pub(crate) struct Token {
+    pub access_token: SecretString,
+    pub token_type: String,
+    /// Unix milliseconds after which it must not be used; 0 when unknown.
+    pub expires_at_ms: i64,
+}
+
+struct Cached {
+    token: Token,
+    stale_at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    token: Option<Cached>,
+    /// Outcome of the last fetch when it failed, for the callers that waited for it.
+    failure: Option<Arc<Error>>,
+}
+
+struct Slot {
+    grant: Grant,
+    state: Mutex<State>,
+    /// Fetches completed, changed only with `state` locked: a waiter that sees it move knows a
+    /// fetch finished while it waited.
+    fetches: AtomicU64,
+}
+
+/// The tokens of every OAuth 2.0 connection of an integration file.
+pub(crate) struct Tokens {
+    slots: BTreeMap<String, Slot>,
+    /// Connections that exist but use another kind of auth.
+    others: BTreeSet<String>,
+}
+
+impl Tokens {
+    pub(crate) fn new(integration: &Integration) -> Result<Self, Error> {
+        let http = crate::grant::http_client()?;
+        let mut slots = BTreeMap::new();
+        let mut others = BTreeSet::new();
+        for (name, connection) in &integration.connections {
+            match Grant::new(name, &connection.auth, http.clone())? {
+                Some(grant) => {
+                    let slot = Slot {
+                        grant,
+                        state: Mutex::default(),
+                        fetches: AtomicU64::new(0),
+                    };
+                    slots.insert(name.clone(), slot);
+                }
+                None => {
+                    others.insert(name.clone());
+                }
+            }
+        }
+        Ok(Self { slots, others })
+    }
+
+    /// Number of OAuth 2.0 connections served.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn slot(&self, connection: &str) -> Result<&Slot, Error> {
+        self.slots.get(connection).ok_or_else(|| {
+            if self.others.contains(connection) {
+                Error::NotOAuth2(connection.to_owned())
+            } else {
+                Error::UnknownConnection(connection.to_owned())
+            }
+        })
+    }
+
+    /// A token for `connection`: the cached one while fresh, else a new one.
+    pub(crate) async fn get(&self, connection: &str) -> Result<Token, Arc<Error>> {
+        let slot = self.slot(connection)?;
+        let seen = slot.fetches.load(Ordering::Acquire);
+        let mut state = slot.state.lock().await;
+        let waited_for_fetch = slot.fetches.load(Ordering::Acquire) != seen;
+        if let Some(cached) = &state.token
+            && (cached.is_fresh(Instant::now()) || waited_for_fetch)
+        {
+            // A token fetched while we waited is handed out even when it arrived stale
+            // (`expires_in` shorter than the skew): it is as new as tokens get.
+            return Ok(cached.token.clone());
+        }
+        if waited_for_fetch && let Some(failure) = &state.failure {
+            return Err(Arc::clone(failure));
+        }
+        let outcome = slot.grant.request().await;
+        slot.fetches.fetch_add(1, Ordering::Release);
+        match outcome {
+            Ok(issued) => {
+                let cached = Cached::new(issued, Instant::now(), SystemTime::now());
+                let token = cached.token.clone();
+                *state = State {
+                    token: Some(cached),
+                    failure: None,
+                };
+                Ok(token)
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                *state = State {
+                    token: None,
+                    failure: Some(Arc::clone(&error)),
+                };
+                Err(error)
+            }
+        }
+    }
+
+    /// Drops the cached token of `connection` when it is `access_token`; true when it was.
+    pub(crate) async fn invalidate(
+        &self,
+        connection: &str,
+        access_token: &str,
+    ) -> Result<bool, Error> {
+        let slot = self.slot(connection)?;
+        let mut state = slot.state.lock().await;
+        let holds_it = state
+            .token
+            .as_ref()
+            .is_some_and(|c| c.token.access_token.expose_secret() == access_token);
+        if holds_it {
+            state.token = None;
+        }
+        Ok(holds_it)
+    }
+}
+
+impl Cached {
+    fn new(issued: Issued, now: Instant, wall: SystemTime) -> Self {
+        let usable_for = usable_for(issued.expires_in);
+        let expires_at_ms = match issued.expires_in {
+            Some(_) => wall
+                .checked_add(usable_for)
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            None => 0,
+        };
+        Self {
+            token: Token {
+                access_token: issued.access_token,
+                token_type: issued.token_type,
+                expires_at_ms,
+            },
+            stale_at: now.checked_add(usable_for).unwrap_or(now),
+        }
+    }
+
+    fn is_fresh(&self, now: Instant) -> bool {
+        now < self.stale_at
+    }
+}
+
+/// How long after issue a token is handed out: its lifetime minus a skew of 10 % of it, at
+/// most [`MAX_SKEW`]; [`DEFAULT_LIFETIME`] when the server did not say.
+fn usable_for(expires_in: Option<Duration>) -> Duration {
+    match expires_in {
+        Some(lifetime) => lifetime.saturating_sub(MAX_SKEW.min(lifetime / 10)),
+        None => DEFAULT_LIFETIME,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(expires_in: Option<Duration>) -> Issued {
+        Issued {
+            access_token: SecretString::from("t".to_owned()),
+            token_type: "Bearer".to_owned(),
+            expires_in,
+        }
+    }
+
+    #[test]
+    fn skew_is_a_tenth_of_the_lifetime_at_most_thirty_seconds() {
+        let s = Duration::from_secs;
+        assert_eq!(usable_for(Some(s(3600))), s(3570));
+        assert_eq!(usable_for(Some(s(100))), s(90));
+        assert_eq!(usable_for(Some(Duration::ZERO)), Duration::ZERO);
+        assert_eq!(usable_for(None), DEFAULT_LIFETIME);
+    }
+
+    #[test]
+    fn token_turns_stale_before_it_expires() {
+        let now = Instant::now();
+        let cached = Cached::new(
+            issued(Some(Duration::from_secs(60))),
+            now,
+            SystemTime::now(),
+        );
+        assert!(cached.is_fresh(now));
+        assert!(cached.is_fresh(now + Duration::from_secs(53)));
+        assert!(!cached.is_fresh(now + Duration::from_secs(54)));
+        assert!(!cached.is_fresh(now + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn token_without_lifetime_is_kept_for_the_default_and_reports_unknown_expiry() {
+        let now = Instant::now();
+        let cached = Cached::new(issued(None), now, SystemTime::now());
+        assert!(cached.is_fresh(now + DEFAULT_LIFETIME - Duration::from_millis(1)));
+        assert!(!cached.is_fresh(now + DEFAULT_LIFETIME));
+        assert_eq!(cached.token.expires_at_ms, 0);
+    }
+
+    #[test]
+    fn reported_expiry_is_the_end_of_the_usable_window() {
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000);
+        let cached = Cached::new(issued(Some(Duration::from_secs(100))), Instant::now(), wall);
+        assert_eq!(cached.token.expires_at_ms, 1_090_000);
+    }
+}
