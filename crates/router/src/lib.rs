@@ -1,1 +1,270 @@
-//! placeholder
+//! The router: reads every accepted event from `HOOKYARD_IN`, extracts its event type, and
+//! publishes one work item per routed handler to `HOOKYARD_WORK`, or a dead letter to
+//! `hookyard.dlq.unrouted` when nothing can take it.
+//!
+//! Owns:
+//! - [`route`]: event-type extraction (the source's `event_type` expression) and the
+//!   route table lookup, as a pure function of the integration file and one envelope;
+//! - `publish`: the outbound messages (work items, unrouted dead letters), their
+//!   `Nats-Msg-Id`s and headers, and waiting for every publish acknowledgement;
+//! - `consume`: the durable pull consumer shared by all router replicas, bounded concurrency,
+//!   ack/NAK and the drain on shutdown;
+//! - [`run`]: stream setup, the consumer loop and `grpc.health.v1`.
+//!
+//! It does not own the handlers' work (the worker), the streams' settings
+//! ([`hookyard_core::streams`]) nor the admin API (replay, dead-letter administration), which is
+//! a later issue.
+//!
+//! # Delivery guarantees
+//!
+//! An inbound message is acknowledged only after every message it produced (all work items, or
+//! the dead letter) has been acknowledged by JetStream. Any publish failure NAKs it with a delay
+//! so it is retried; a retry republishes everything, and the `Nats-Msg-Id`s
+//! (`<event id>:<handler>`, `<event id>:unrouted`) make JetStream store each copy once.
+//!
+//! # Why the router consumer has no `max_deliver`
+//!
+//! The router consumer is created with unlimited deliveries (`max_deliver = -1`), retried with
+//! NAK-with-delay on a growing backoff ([`ROUTER_BACKOFF`]). Everything that depends on the
+//! event's content is decided without failing: an undecodable payload, an unknown source, a
+//! missing type or a type no route matches is dead-lettered and acknowledged. What is left are
+//! transient failures of the outbound publish (NATS down, a full or missing work stream), and
+//! for those a bounded `max_deliver` would make JetStream silently stop delivering the event —
+//! dropping it — which DESIGN.md's first promise forbids. The price is that an event whose work
+//! item can never be stored (a payload over the server's `max_payload`) is retried forever,
+//! visible as a redelivery count on the consumer; ingress limits body sizes well below it.
+//!
+//! # Limits
+//!
+//! The route table is read once at start; reloading routes without a restart is a later issue.
+
+mod consume;
+mod publish;
+pub mod route;
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use hookyard_core::{
+    Integration, health,
+    streams::{StreamSetupError, Topology},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Delay before the n-th redelivery of an inbound message whose publishes failed; the last entry
+/// repeats.
+pub const ROUTER_BACKOFF: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+];
+
+/// How long the router may hold an inbound message before JetStream redelivers it. Routing
+/// takes a few publish round trips, each bounded by the client's publish timeout.
+pub const ROUTER_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Inbound messages one router process routes at once.
+pub const ROUTER_CONCURRENCY: usize = 64;
+
+/// What the router needs to run.
+pub struct Settings {
+    /// The loaded integration file (sources and routes are used).
+    pub integration: Arc<Integration>,
+    /// A connected NATS client.
+    pub nats: async_nats::Client,
+    /// Stream, subject and consumer names.
+    pub topology: Topology,
+}
+
+/// Errors of the router.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The gRPC health server failed.
+    #[error("failed to serve grpc health")]
+    Serve(#[source] tonic::transport::Error),
+    /// A stream could not be created or updated (retried at start).
+    #[error("failed to set up streams")]
+    Streams(#[source] StreamSetupError),
+    /// The router consumer could not be created or updated (retried at start).
+    #[error("failed to create or update consumer {consumer}")]
+    Consumer {
+        /// Consumer name.
+        consumer: String,
+        #[source]
+        source: async_nats::jetstream::stream::ConsumerError,
+    },
+    /// A publish was not acknowledged by JetStream (the inbound message is retried).
+    #[error("failed to publish to {subject}")]
+    Publish {
+        /// Subject published to.
+        subject: String,
+        #[source]
+        source: async_nats::jetstream::context::PublishError,
+    },
+}
+
+/// Runs the router until `shutdown` is cancelled: sets up the streams and the router consumer
+/// (retrying until NATS answers; health is NOT_SERVING until then), then routes events. On
+/// shutdown it stops pulling, returns fetched but unstarted messages, and lets in-flight ones
+/// finish (each is bounded by the publish timeout).
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let (reporter, health_service) = health::service();
+    health::set_serving(&reporter, false).await;
+    // The health server stopping for any reason stops the service too, so it is never running
+    // without being observable.
+    let stop = shutdown.child_token();
+
+    let serve = async {
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                stop.cancelled(),
+            )
+            .await;
+        stop.cancel();
+        served
+    };
+
+    let work = async {
+        let js = jetstream::new(settings.nats.clone());
+        let Some(consumer) = setup(&js, &settings.topology, &stop).await else {
+            return;
+        };
+        health::set_serving(&reporter, true).await;
+        info!(consumer = %settings.topology.router_consumer(), "router started");
+        let ctx = Arc::new(consume::Context {
+            integration: settings.integration.clone(),
+            js,
+            topology: settings.topology.clone(),
+        });
+        consume::run(consumer, ctx, &stop).await;
+        health::set_serving(&reporter, false).await;
+        info!("router stopped");
+    };
+
+    let (served, ()) = tokio::join!(serve, work);
+    served.map_err(Error::Serve)
+}
+
+/// Creates or updates the streams and the router consumer, retrying with backoff until NATS
+/// answers; `None` when `stop` is cancelled first.
+async fn setup(
+    js: &jetstream::Context,
+    topology: &Topology,
+    stop: &CancellationToken,
+) -> Option<PullConsumer> {
+    let mut attempt: u32 = 0;
+    loop {
+        match try_setup(js, topology).await {
+            Ok(consumer) => return Some(consumer),
+            Err(error) => {
+                warn!(attempt, error = %report(&error), "stream setup failed, retrying");
+            }
+        }
+        let delay = setup_delay(attempt);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn try_setup(js: &jetstream::Context, topology: &Topology) -> Result<PullConsumer, Error> {
+    topology.ensure_in(js).await.map_err(Error::Streams)?;
+    topology
+        .ensure_work_and_dlq(js)
+        .await
+        .map_err(Error::Streams)?;
+    let name = topology.router_consumer();
+    js.create_consumer_on_stream(consumer_config(topology), topology.in_stream())
+        .await
+        .map_err(|source| Error::Consumer {
+            consumer: name,
+            source,
+        })
+}
+
+/// The durable consumer every router replica shares on the in stream.
+pub fn consumer_config(topology: &Topology) -> jetstream::consumer::pull::Config {
+    jetstream::consumer::pull::Config {
+        durable_name: Some(topology.router_consumer()),
+        description: Some("hookyard router: routes every accepted event".to_owned()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: ROUTER_ACK_WAIT,
+        // Unlimited: see the crate docs; failures are transient and an event must not be dropped.
+        max_deliver: -1,
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        ..Default::default()
+    }
+}
+
+/// Delay before the next start-up attempt: 250 ms doubling to 5 s.
+fn setup_delay(attempt: u32) -> Duration {
+    let ms = 250u64.saturating_mul(1u64 << attempt.min(5));
+    Duration::from_millis(ms.min(5_000))
+}
+
+/// Delay before redelivering an inbound message delivered `delivered` times.
+pub fn retry_delay(delivered: i64) -> Duration {
+    let index = usize::try_from(delivered.saturating_sub(1))
+        .unwrap_or(0)
+        .min(ROUTER_BACKOFF.len() - 1);
+    ROUTER_BACKOFF[index]
+}
+
+/// An error and its causes on one line, for logs.
+pub(crate) fn report(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        // Some errors (async-nats's) already print their cause; do not repeat it.
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = e.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_grows_then_repeats_the_last_entry() {
+        assert_eq!(retry_delay(1), ROUTER_BACKOFF[0]);
+        assert_eq!(retry_delay(2), ROUTER_BACKOFF[1]);
+        assert_eq!(retry_delay(5), ROUTER_BACKOFF[4]);
+        assert_eq!(retry_delay(500), ROUTER_BACKOFF[4]);
+        // a missing or bogus delivery count never panics
+        assert_eq!(retry_delay(0), ROUTER_BACKOFF[0]);
+        assert_eq!(retry_delay(-3), ROUTER_BACKOFF[0]);
+    }
+
+    #[test]
+    fn setup_delay_is_capped() {
+        assert_eq!(setup_delay(0), Duration::from_millis(250));
+        assert_eq!(setup_delay(1), Duration::from_millis(500));
+        assert_eq!(setup_delay(60), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn router_consumer_never_gives_up_and_acks_explicitly() {
+        let c = consumer_config(&Topology::new("t"));
+        assert_eq!(c.max_deliver, -1);
+        assert_eq!(c.durable_name.as_deref(), Some("router"));
+        assert_eq!(c.ack_policy, jetstream::consumer::AckPolicy::Explicit);
+    }
+}

@@ -1,1 +1,95 @@
-fn main() {}
+//! `hookyard-router`: loads the integration file, connects to NATS and runs the router until
+//! SIGTERM/SIGINT. `hookyard-router healthcheck` probes a running router (for containers).
+
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hookyard_core::{
+    Integration,
+    settings::{Common, EXIT_CONFIG, connect_nats},
+    streams::Topology,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookyard-router",
+    version,
+    about = "Routes accepted events to handlers"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    /// Address the gRPC health endpoint listens on.
+    #[arg(long, env = "HOOKYARD_ROUTER_LISTEN", default_value = "0.0.0.0:50051")]
+    listen: SocketAddr,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Checks the health of a running router; exits 0 when it is serving, 1 otherwise.
+    Healthcheck {
+        /// gRPC endpoint of the router.
+        #[arg(
+            long,
+            env = "HOOKYARD_ROUTER_HEALTH_ENDPOINT",
+            default_value = "http://127.0.0.1:50051"
+        )]
+        endpoint: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck { endpoint }) = &cli.command {
+        return match hookyard_core::health::probe(endpoint, Duration::from_secs(3)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let integration = match Integration::load(&cli.common.config) {
+        Ok(i) => Arc::new(i),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    hookyard_core::telemetry::init("hookyard-router", cli.common.log_format);
+    match serve(cli, integration).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "router failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
+    let nats = connect_nats(&cli.common.nats_url, "hookyard-router")
+        .await
+        .context("failed to connect to nats")?;
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", cli.listen))?;
+    let shutdown = hookyard_core::shutdown::on_signal();
+    let settings = hookyard_router::Settings {
+        integration,
+        nats,
+        topology: Topology::new(&cli.common.namespace),
+    };
+    let grace = cli.common.shutdown_grace;
+    let run = hookyard_router::run(settings, listener, shutdown.clone());
+    tokio::select! {
+        ran = run => ran.context("router failed"),
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("draining took longer than the shutdown grace, exiting");
+            Ok(())
+        }
+    }
+}
