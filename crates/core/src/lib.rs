@@ -7,6 +7,7 @@
 //! - [`streams`]: JetStream stream and subject names (the only place they are spelled) and stream setup;
 //! - [`envelope`]: event ids, dedup keys and the NATS header names events carry;
 //! - [`settings`]: service settings shared by every binary (NATS URL, namespace, config path);
+//! - [`grpc`]: limits both ends of a gRPC call share;
 //! - [`health`]: `grpc.health.v1` serving and the `healthcheck` probe used by containers;
 //! - [`shutdown`] and [`telemetry`]: SIGTERM/SIGINT handling and structured logs.
 //!
@@ -16,6 +17,7 @@
 pub mod config;
 pub mod envelope;
 pub mod expr;
+pub mod grpc;
 pub mod health;
 pub mod settings;
 pub mod shutdown;

@@ -41,14 +41,17 @@ pub struct StreamLimits {
     pub dlq_max_bytes: i64,
 }
 
+/// JetStream reserves each stream's `max_bytes` against the server's `max_file_store` (8 GB in
+/// `deploy/nats/nats-server.conf`) when the stream is created, so the defaults together stay
+/// well under it: 2 GiB + 1 GiB + 1 GiB.
 impl Default for StreamLimits {
     fn default() -> Self {
         const GIB: i64 = 1024 * 1024 * 1024;
         Self {
             in_max_age: Duration::from_secs(7 * 24 * 3600),
-            in_max_bytes: 4 * GIB,
+            in_max_bytes: 2 * GIB,
             duplicate_window: Duration::from_secs(120),
-            work_max_bytes: 4 * GIB,
+            work_max_bytes: GIB,
             dlq_max_age: Duration::from_secs(30 * 24 * 3600),
             dlq_max_bytes: GIB,
         }
@@ -242,5 +245,25 @@ mod tests {
         assert_eq!(c.storage, StorageType::File);
         assert!(c.max_age >= Duration::from_secs(7 * 24 * 3600));
         assert!(c.max_bytes > 0);
+    }
+}
+
+#[cfg(test)]
+mod reservation {
+    use super::*;
+
+    /// The defaults must fit the file store our NATS config grants, or stream setup fails
+    /// with "insufficient storage resources".
+    #[test]
+    fn default_limits_fit_the_configured_file_store() {
+        let conf = include_str!("../../../deploy/nats/nats-server.conf");
+        let gb: i64 = conf
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("max_file_store:"))
+            .and_then(|v| v.trim().strip_suffix("GB"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("max_file_store in GB");
+        let l = StreamLimits::default();
+        assert!(l.in_max_bytes + l.work_max_bytes + l.dlq_max_bytes <= gb * 1_000_000_000 / 2);
     }
 }

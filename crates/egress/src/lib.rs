@@ -66,7 +66,7 @@ pub use error::Error;
 pub const MAX_RESPONSE_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 /// Largest gRPC message egress accepts or sends (a body plus room for headers).
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = hookyard_core::grpc::MAX_MESSAGE_BYTES;
 
 /// What the egress service needs to run.
 #[derive(Debug, Clone)]
