@@ -1,1 +1,377 @@
-//! placeholder
+//! The worker: runs one or more named handlers of the integration file. For each work item on
+//! `hookyard.work.<handler>` it runs the handler's steps (HTTP calls through egress), then
+//! acknowledges it, retries it later with the handler's backoff, or dead-letters it to
+//! `hookyard.dlq.<handler>` with the reason.
+//!
+//! Owns:
+//! - `consume`: one durable pull consumer per handler, shared by all replicas (so they split
+//!   the load), at most `concurrency` deliveries at once, and the graceful shutdown;
+//! - `dispatch`: one delivery — steps, progress acks, ack / NAK-with-delay / dead letter;
+//! - [`call`]: a step's egress request from its expressions, and its idempotency key;
+//! - [`outcome`]: the retry policy as pure functions (what is retryable, which backoff entry).
+//!
+//! It does not own partner HTTP, credentials or the SSRF guard (egress), routing (router) nor
+//! stream settings ([`hookyard_core::streams`]).
+//!
+//! # Delivery rules
+//!
+//! - 2xx from every step: ack. Retryable failures (gRPC UNAVAILABLE, DEADLINE_EXCEEDED,
+//!   RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNKNOWN; HTTP 408, 425, 429, 5xx): NAK with the delay
+//!   `backoff[delivered - 1]` (last entry repeating) while `delivered < max_deliver`, else
+//!   dead-letter as `retries_exhausted`. A plain NAK would ignore the backoff, so it is never
+//!   used for retries. Other 4xx, gRPC NOT_FOUND / INVALID_ARGUMENT / FAILED_PRECONDITION /
+//!   PERMISSION_DENIED and expression errors: `permanent_failure` at once; an undecodable work
+//!   message: `bad_event`.
+//! - A dead letter is acknowledged by JetStream before the work message is acked; if its publish
+//!   fails, the work message is NAKed with delay instead, so it is never lost.
+//! - A call holds its message with progress acks every `ack_wait / 2`, so a slow partner does not
+//!   cause a redelivery to another replica mid-call.
+//! - Every call carries the idempotency key `<event id>:<handler>` (later steps of a pipeline
+//!   append `:<step index>`), so a retry after a lost answer is recognisable by the partner.
+//!
+//! # Why the consumer's `max_deliver` is the handler's plus [`MAX_DELIVER_HEADROOM`]
+//!
+//! The worker itself decides when to give up: on the handler's `max_deliver`-th delivery a
+//! retryable failure is dead-lettered. If the worker dies during that last attempt (crash,
+//! OOM kill, grace exceeded), JetStream redelivers after the ack wait; a consumer limit equal to
+//! the handler's would instead stop delivering and leave the item stranded in the work queue with
+//! no dead letter. The headroom gives such redeliveries (and failed dead-letter publishes) a few
+//! more chances: a delivery past the handler's limit is dead-lettered without calling the
+//! partner again. Keeping a server-side bound at all stops an item that crashes the worker every
+//! time from looping forever; past it JetStream keeps the item in the stream and emits a
+//! `MAX_DELIVERIES` advisory.
+//!
+//! # Shutdown
+//!
+//! On cancel: no new pulls; messages fetched but not started are NAKed at once; in-flight ones
+//! finish within `shutdown_grace`; those still running after it are NAKed (returned) and their
+//! calls dropped — the idempotency key covers the call that may still reach the partner.
+
+pub mod call;
+mod consume;
+mod dispatch;
+pub mod outcome;
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use hookyard_core::{
+    Integration,
+    config::Handler,
+    health,
+    streams::{StreamSetupError, Topology},
+};
+use hookyard_proto::egress::v1::egress_service_client::EgressServiceClient;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Deliveries the handler consumer allows beyond the handler's `max_deliver` (see crate docs).
+pub const MAX_DELIVER_HEADROOM: i64 = 3;
+
+/// What the worker needs to run.
+pub struct Settings {
+    /// The loaded integration file (handlers and connection timeouts are used).
+    pub integration: Arc<Integration>,
+    /// A connected NATS client.
+    pub nats: async_nats::Client,
+    /// Stream, subject and consumer names.
+    pub topology: Topology,
+    /// Names of the handlers this process runs (keys under `[handlers]`).
+    pub handlers: Vec<String>,
+    /// gRPC endpoint of egress, e.g. `http://127.0.0.1:50052`.
+    pub egress_endpoint: String,
+    /// How long in-flight deliveries may take to finish after shutdown is requested.
+    pub shutdown_grace: Duration,
+}
+
+/// Errors of the worker.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No handler was named.
+    #[error("no handler to run (name one with --handler)")]
+    NoHandlers,
+    /// A named handler is not in the integration file.
+    #[error("no handler named {0:?} in the integration file")]
+    UnknownHandler(String),
+    /// The egress endpoint is not a valid URI.
+    #[error("invalid egress endpoint {endpoint:?}")]
+    EgressEndpoint {
+        /// The endpoint given.
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The gRPC health server failed.
+    #[error("failed to serve grpc health")]
+    Serve(#[source] tonic::transport::Error),
+    /// A stream could not be created or updated (retried at start).
+    #[error("failed to set up streams")]
+    Streams(#[source] StreamSetupError),
+    /// A handler consumer could not be created or updated (retried at start).
+    #[error("failed to create or update consumer {consumer}")]
+    Consumer {
+        /// Consumer name.
+        consumer: String,
+        #[source]
+        source: async_nats::jetstream::stream::ConsumerError,
+    },
+    /// A dead letter was not acknowledged by JetStream (the work item is retried).
+    #[error("failed to publish to {subject}")]
+    Publish {
+        /// Subject published to.
+        subject: String,
+        #[source]
+        source: async_nats::jetstream::context::PublishError,
+    },
+}
+
+impl Error {
+    /// True for a configuration error (exit code 64), which retrying cannot fix.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Self::NoHandlers | Self::UnknownHandler(_) | Self::EgressEndpoint { .. }
+        )
+    }
+}
+
+/// Checks the handler names against the integration file; returns them without repeats.
+pub fn check_handlers(
+    integration: &Integration,
+    handlers: &[String],
+) -> Result<Vec<String>, Error> {
+    if handlers.is_empty() {
+        return Err(Error::NoHandlers);
+    }
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for name in handlers {
+        if !integration.handlers.contains_key(name) {
+            return Err(Error::UnknownHandler(name.clone()));
+        }
+        if seen.insert(name.as_str()) {
+            out.push(name.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The durable consumer every replica of `name`'s workers shares.
+pub fn consumer_config(
+    topology: &Topology,
+    name: &str,
+    handler: &Handler,
+) -> jetstream::consumer::pull::Config {
+    jetstream::consumer::pull::Config {
+        durable_name: Some(topology.handler_consumer(name)),
+        description: Some(format!("hookyard worker: handler {name}")),
+        filter_subject: topology.work_subject(name),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: handler.ack_wait,
+        max_deliver: i64::from(handler.max_deliver) + MAX_DELIVER_HEADROOM,
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        ..Default::default()
+    }
+}
+
+/// Runs the named handlers until `shutdown` is cancelled. Configuration errors are returned at
+/// once; stream and consumer setup is retried until NATS answers (health is NOT_SERVING until
+/// then). See the crate docs for delivery and shutdown rules.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let names = check_handlers(&settings.integration, &settings.handlers)?;
+    let channel = tonic::transport::Endpoint::from_shared(settings.egress_endpoint.clone())
+        .map_err(|source| Error::EgressEndpoint {
+            endpoint: settings.egress_endpoint.clone(),
+            source,
+        })?
+        // Lazy: the worker starts while egress is down; calls then fail UNAVAILABLE (retryable).
+        .connect_lazy();
+    // Egress returns partner bodies up to 10 MiB: raise tonic's 4 MiB default to match it.
+    let egress = EgressServiceClient::new(channel)
+        .max_decoding_message_size(hookyard_core::grpc::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(hookyard_core::grpc::MAX_MESSAGE_BYTES);
+
+    let (reporter, health_service) = health::service();
+    health::set_serving(&reporter, false).await;
+    // The health server stopping for any reason stops the service too.
+    let stop = shutdown.child_token();
+
+    let serve = async {
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                stop.cancelled(),
+            )
+            .await;
+        stop.cancel();
+        served
+    };
+
+    let work = async {
+        let js = jetstream::new(settings.nats.clone());
+        let mut loops = Vec::with_capacity(names.len());
+        for name in &names {
+            let Some(handler) = settings.integration.handlers.get(name) else {
+                continue;
+            };
+            let Some(consumer) = setup(&js, &settings.topology, name, handler, &stop).await else {
+                return;
+            };
+            let ctx = Arc::new(dispatch::HandlerContext {
+                name: name.clone(),
+                handler: handler.clone(),
+                integration: settings.integration.clone(),
+                js: js.clone(),
+                topology: settings.topology.clone(),
+                egress: egress.clone(),
+            });
+            loops.push((consumer, ctx));
+        }
+        health::set_serving(&reporter, true).await;
+        info!(handlers = ?names, "worker started");
+        futures::future::join_all(
+            loops
+                .into_iter()
+                .map(|(consumer, ctx)| consume::run(consumer, ctx, &stop, settings.shutdown_grace)),
+        )
+        .await;
+        health::set_serving(&reporter, false).await;
+        info!("worker stopped");
+    };
+
+    let (served, ()) = tokio::join!(serve, work);
+    served.map_err(Error::Serve)
+}
+
+/// Creates or updates the streams and the handler's consumer, retrying with backoff until NATS
+/// answers; `None` when `stop` is cancelled first.
+async fn setup(
+    js: &jetstream::Context,
+    topology: &Topology,
+    name: &str,
+    handler: &Handler,
+    stop: &CancellationToken,
+) -> Option<PullConsumer> {
+    let mut attempt: u32 = 0;
+    loop {
+        match try_setup(js, topology, name, handler).await {
+            Ok(consumer) => return Some(consumer),
+            Err(error) => {
+                warn!(handler = name, attempt, error = %report(&error), "consumer setup failed, retrying");
+            }
+        }
+        let delay = setup_delay(attempt);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn try_setup(
+    js: &jetstream::Context,
+    topology: &Topology,
+    name: &str,
+    handler: &Handler,
+) -> Result<PullConsumer, Error> {
+    topology
+        .ensure_work_and_dlq(js)
+        .await
+        .map_err(Error::Streams)?;
+    // Create or update, so changed handler settings (ack wait, max deliver) apply on restart.
+    js.create_consumer_on_stream(
+        consumer_config(topology, name, handler),
+        topology.work_stream(),
+    )
+    .await
+    .map_err(|source| Error::Consumer {
+        consumer: topology.handler_consumer(name),
+        source,
+    })
+}
+
+/// Delay before the next start-up attempt: 250 ms doubling to 5 s.
+fn setup_delay(attempt: u32) -> Duration {
+    let ms = 250u64.saturating_mul(1u64 << attempt.min(5));
+    Duration::from_millis(ms.min(5_000))
+}
+
+/// An error and its causes on one line, for logs.
+pub(crate) fn report(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        // Some errors (async-nats's) already print their cause; do not repeat it.
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = e.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[handlers.orders]
+max_deliver = 4
+ack_wait = "12s"
+steps = [{ type = "http", connection = "erp", path = "/o" }]
+
+[handlers.audit]
+steps = [{ type = "http", connection = "erp", path = "/a" }]
+
+[connections.erp]
+base_url = "https://erp.example.com"
+"#;
+
+    fn integration() -> Integration {
+        Integration::parse(CONFIG, &|_| None).expect("valid")
+    }
+
+    #[test]
+    fn unknown_handler_is_a_config_error_naming_it() {
+        let err = check_handlers(&integration(), &["orders".to_owned(), "ordrs".to_owned()])
+            .expect_err("unknown");
+        assert!(matches!(&err, Error::UnknownHandler(n) if n == "ordrs"));
+        assert!(err.is_config());
+        assert!(matches!(
+            check_handlers(&integration(), &[]),
+            Err(Error::NoHandlers)
+        ));
+    }
+
+    #[test]
+    fn repeated_handlers_run_once() {
+        let names = ["orders", "audit", "orders"].map(str::to_owned);
+        assert_eq!(
+            check_handlers(&integration(), &names).expect("valid"),
+            ["orders", "audit"]
+        );
+    }
+
+    #[test]
+    fn consumer_has_headroom_over_max_deliver_and_the_handlers_ack_wait() {
+        let i = integration();
+        let t = Topology::new("t");
+        let c = consumer_config(&t, "orders", &i.handlers["orders"]);
+        assert_eq!(c.max_deliver, 4 + MAX_DELIVER_HEADROOM);
+        assert_eq!(c.ack_wait, Duration::from_secs(12));
+        assert_eq!(c.filter_subject, "t.hookyard.work.orders");
+        assert_eq!(c.durable_name.as_deref(), Some("handler-orders"));
+        assert_eq!(c.ack_policy, jetstream::consumer::AckPolicy::Explicit);
+        // no consumer backoff: its first entry would become the ack wait (NAK delays are used)
+        assert!(c.backoff.is_empty());
+    }
+}

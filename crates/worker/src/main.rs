@@ -1,1 +1,125 @@
-fn main() {}
+//! `hookyard-worker --handler NAME`: loads the integration file, connects to NATS and runs the
+//! named handlers until SIGTERM/SIGINT. `hookyard-worker healthcheck` probes a running worker.
+
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hookyard_core::{
+    Integration,
+    settings::{Common, EXIT_CONFIG, connect_nats},
+    streams::Topology,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookyard-worker",
+    version,
+    about = "Runs handlers: calls partner APIs through egress"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    /// Handler to run (a key under [handlers]); repeat for several.
+    #[arg(
+        long = "handler",
+        env = "HOOKYARD_WORKER_HANDLERS",
+        value_delimiter = ','
+    )]
+    handlers: Vec<String>,
+    /// gRPC endpoint of egress.
+    #[arg(
+        long = "egress",
+        env = "HOOKYARD_EGRESS_ENDPOINT",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    egress: String,
+    /// Address the gRPC health endpoint listens on.
+    #[arg(long, env = "HOOKYARD_WORKER_LISTEN", default_value = "0.0.0.0:50054")]
+    listen: SocketAddr,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Checks the health of a running worker; exits 0 when it is serving, 1 otherwise.
+    Healthcheck {
+        /// gRPC endpoint of the worker.
+        #[arg(
+            long,
+            env = "HOOKYARD_WORKER_HEALTH_ENDPOINT",
+            default_value = "http://127.0.0.1:50054"
+        )]
+        endpoint: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck { endpoint }) = &cli.command {
+        return match hookyard_core::health::probe(endpoint, Duration::from_secs(3)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let integration = match Integration::load(&cli.common.config) {
+        Ok(i) => Arc::new(i),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = hookyard_worker::check_handlers(&integration, &cli.handlers) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    hookyard_core::telemetry::init("hookyard-worker", cli.common.log_format);
+    match serve(cli, integration).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let config = e
+                .downcast_ref::<hookyard_worker::Error>()
+                .is_some_and(hookyard_worker::Error::is_config);
+            tracing::error!(error = format!("{e:#}"), "worker failed");
+            if config {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
+    let nats = connect_nats(&cli.common.nats_url, "hookyard-worker")
+        .await
+        .context("failed to connect to nats")?;
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", cli.listen))?;
+    let shutdown = hookyard_core::shutdown::on_signal();
+    let grace = cli.common.shutdown_grace;
+    let settings = hookyard_worker::Settings {
+        integration,
+        nats,
+        topology: Topology::new(&cli.common.namespace),
+        handlers: cli.handlers,
+        egress_endpoint: cli.egress,
+        shutdown_grace: grace,
+    };
+    let run = hookyard_worker::run(settings, listener, shutdown.clone());
+    // The worker NAKs what is still running when the grace ends; this bounds the whole drain.
+    let limit = grace + Duration::from_secs(10);
+    tokio::select! {
+        ran = run => Ok(ran?),
+        () = async { shutdown.cancelled().await; tokio::time::sleep(limit).await } => {
+            tracing::warn!("draining took longer than the shutdown grace, exiting");
+            Ok(())
+        }
+    }
+}

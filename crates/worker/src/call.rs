@@ -1,0 +1,212 @@
+//! Turns an `http` step and a work item into the egress `CallRequest`: path, headers and body
+//! computed from the step's expressions, and the idempotency key.
+
+use hookyard_core::{
+    config::HttpStep,
+    envelope,
+    expr::{ExprError, Input},
+};
+use hookyard_proto::{
+    egress::v1::{CallRequest, Header},
+    event::v1::{Envelope, WorkItem},
+};
+
+/// A step's request could not be built from the event.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An expression failed.
+    #[error("expression for {field} failed")]
+    Expr {
+        /// `path`, `body` or `headers.<name>`.
+        field: String,
+        #[source]
+        source: ExprError,
+    },
+    /// The path expression gave no value.
+    #[error("the path expression gave no value")]
+    NoPath,
+}
+
+/// The `$event` metadata step expressions see (the headers are added by [`Input::new`]).
+pub fn event_meta(event: &Envelope, item: &WorkItem) -> serde_json::Value {
+    serde_json::json!({
+        "id": event.id,
+        "source": event.source,
+        "type": item.event_type,
+        "handler": item.handler,
+        "received_at_ms": event.received_at_ms,
+    })
+}
+
+/// Idempotency key of step `index` of a handler. The first step uses the key DESIGN.md names
+/// (`<event id>:<handler>`); later steps append their index, so two calls of one pipeline to
+/// the same partner are not mistaken for retries of each other.
+pub fn step_idempotency_key(event_id: &str, handler: &str, index: usize) -> String {
+    let key = envelope::idempotency_key(event_id, handler);
+    if index == 0 {
+        key
+    } else {
+        format!("{key}:{index}")
+    }
+}
+
+/// Builds the request of step `index`.
+pub fn build(
+    step: &HttpStep,
+    index: usize,
+    event: &Envelope,
+    item: &WorkItem,
+) -> Result<CallRequest, BuildError> {
+    let input = Input::new(&event.headers, &event.body, event_meta(event, item));
+    let expr_err = |field: &str| {
+        let field = field.to_owned();
+        move |source| BuildError::Expr { field, source }
+    };
+    let path = step
+        .path
+        .eval_string(&input)
+        .map_err(expr_err("path"))?
+        .ok_or(BuildError::NoPath)?;
+    let mut headers = Vec::with_capacity(step.headers.len());
+    for (name, expr) in &step.headers {
+        let value = expr
+            .eval_string(&input)
+            .map_err(expr_err(&format!("headers.{name}")))?;
+        // A header whose expression gives no value is left out, like a missing optional field.
+        if let Some(value) = value {
+            headers.push(Header {
+                name: name.clone(),
+                value,
+            });
+        }
+    }
+    let body = match &step.body {
+        Some(expr) => expr.eval_body(&input).map_err(expr_err("body"))?,
+        None => event.body.clone(),
+    };
+    Ok(CallRequest {
+        connection: step.connection.clone(),
+        method: step.method.clone(),
+        path,
+        headers,
+        body,
+        idempotency_key: step_idempotency_key(&event.id, &item.handler, index),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookyard_core::{Integration, config::Step};
+    use hookyard_proto::event::v1::Header as EventHeader;
+
+    const CONFIG: &str = r#"
+[handlers.orders]
+[[handlers.orders.steps]]
+type = "http"
+connection = "erp"
+method = "PUT"
+path = { jq = '"/v1/orders/\(.order.id)"' }
+headers = { "X-Event" = { jq = "$event.id" }, "X-Type" = { jq = "$event.type" }, "X-Missing" = { header = "X-Nope" }, "X-Req" = { header = "X-Request-Id" } }
+body = { jq = '{ ref: .order.id, handler: $event.handler, source: $event.source }' }
+
+[[handlers.orders.steps]]
+type = "http"
+connection = "erp"
+path = "/v1/raw"
+
+[[handlers.orders.steps]]
+type = "http"
+connection = "erp"
+path = { jq = ".missing" }
+
+[connections.erp]
+base_url = "https://erp.example.com"
+"#;
+
+    fn steps() -> Vec<HttpStep> {
+        let i = Integration::parse(CONFIG, &|_| None).expect("valid");
+        i.handlers["orders"]
+            .steps
+            .iter()
+            .map(|s| {
+                let Step::Http(h) = s;
+                h.clone()
+            })
+            .collect()
+    }
+
+    fn item(body: &str) -> (Envelope, WorkItem) {
+        let event = Envelope {
+            id: "evt_1".to_owned(),
+            source: "shop".to_owned(),
+            headers: vec![EventHeader {
+                name: "X-Request-Id".to_owned(),
+                value: b"r-9".to_vec(),
+            }],
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let item = WorkItem {
+            event: Some(event.clone()),
+            handler: "orders".to_owned(),
+            event_type: "order.created".to_owned(),
+        };
+        (event, item)
+    }
+
+    #[test]
+    fn expressions_fill_path_headers_and_body() {
+        let (event, item) = item(r#"{"order":{"id":"o-7"}}"#);
+        let req = build(&steps()[0], 0, &event, &item).expect("builds");
+        assert_eq!(req.connection, "erp");
+        assert_eq!(req.method, "PUT");
+        assert_eq!(req.path, "/v1/orders/o-7");
+        let header = |n: &str| {
+            req.headers
+                .iter()
+                .find(|h| h.name == n)
+                .map(|h| h.value.as_str())
+        };
+        assert_eq!(header("X-Event"), Some("evt_1"));
+        assert_eq!(header("X-Type"), Some("order.created"));
+        assert_eq!(header("X-Req"), Some("r-9"));
+        assert_eq!(header("X-Missing"), None);
+        let body: serde_json::Value = serde_json::from_slice(&req.body).expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({"ref": "o-7", "handler": "orders", "source": "shop"})
+        );
+        assert_eq!(req.idempotency_key, "evt_1:orders");
+    }
+
+    #[test]
+    fn default_body_is_the_raw_event_body_and_later_steps_get_their_own_key() {
+        let (event, item) = item(r#"{"order":{"id":"o-7"}}"#);
+        let req = build(&steps()[1], 1, &event, &item).expect("builds");
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.body, event.body);
+        assert_eq!(req.idempotency_key, "evt_1:orders:1");
+    }
+
+    #[test]
+    fn expression_errors_and_missing_paths_are_errors() {
+        let (event, item) = item("not json");
+        assert!(matches!(
+            build(&steps()[0], 0, &event, &item),
+            Err(BuildError::Expr {
+                source: ExprError::BodyNotJson(_),
+                ..
+            })
+        ));
+        let (event, item) = item_json();
+        assert!(matches!(
+            build(&steps()[2], 2, &event, &item),
+            Err(BuildError::NoPath)
+        ));
+    }
+
+    fn item_json() -> (Envelope, WorkItem) {
+        item("{}")
+    }
+}

@@ -1,0 +1,341 @@
+//! One delivery of one work item: run the handler's steps through egress while telling
+//! JetStream the work is in progress, then acknowledge, NAK with delay, or dead-letter.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::{
+    HeaderMap,
+    jetstream::{self, AckKind},
+};
+use hookyard_core::{
+    Integration,
+    config::{Handler, Step},
+    envelope::{self, HEADER_EVENT_ID, HEADER_HANDLER, HEADER_REASON, NATS_MSG_ID},
+    streams::Topology,
+};
+use hookyard_proto::{
+    egress::v1::egress_service_client::EgressServiceClient,
+    event::v1::{DeadLetter, Envelope, WorkItem},
+};
+use prost::Message as _;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    Error, call,
+    outcome::{
+        Attempt, Failure, Reason, Verdict, backoff_delay, classify_code, classify_status, verdict,
+    },
+    report,
+};
+
+/// A call may take this many times its connection's timeout before the worker gives up on
+/// egress: a backstop (egress applies the timeout and its own retries), so a hung call cannot
+/// hold a slot forever while progress acks keep the message from being redelivered.
+const CALL_DEADLINE_FACTOR: u32 = 10;
+/// Call deadline when the connection is unknown (egress then answers NOT_FOUND anyway).
+const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Everything one handler's deliveries need.
+pub(crate) struct HandlerContext {
+    pub name: String,
+    pub handler: Handler,
+    pub integration: Arc<Integration>,
+    pub js: jetstream::Context,
+    pub topology: Topology,
+    pub egress: EgressServiceClient<tonic::transport::Channel>,
+}
+
+/// Handles one delivery. When `abort` is cancelled (the shutdown grace ran out) the attempt is
+/// dropped and the message returned to the stream with a plain NAK.
+pub(crate) async fn handle(
+    ctx: &HandlerContext,
+    msg: jetstream::Message,
+    abort: &CancellationToken,
+) {
+    let delivered = msg
+        .info()
+        .map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX))
+        .unwrap_or(1)
+        .max(1);
+    let max_deliver = ctx.handler.max_deliver;
+    let (attempt, item) = match WorkItem::decode(msg.payload.as_ref()) {
+        Err(e) => (
+            failed(
+                Failure::BadEvent,
+                0,
+                format!("the payload is not a work item: {e}"),
+            ),
+            None,
+        ),
+        Ok(item) if item.event.is_none() => (
+            failed(
+                Failure::BadEvent,
+                0,
+                "the work item has no event".to_owned(),
+            ),
+            Some(item),
+        ),
+        // The worker that had the last allowed delivery stopped without an outcome; the consumer's
+        // headroom above max_deliver exists so this delivery can dead-letter the item.
+        Ok(item) if delivered > max_deliver => (
+            failed(
+                Failure::Retryable,
+                0,
+                format!(
+                    "delivered {delivered} times, the last allowed attempts ended without an outcome"
+                ),
+            ),
+            Some(item),
+        ),
+        Ok(item) => match attempt_with_progress(ctx, &msg, &item, abort).await {
+            Some(attempt) => (attempt, Some(item)),
+            None => {
+                info!(handler = %ctx.name, attempt = delivered, "shutdown grace ran out, returning the event");
+                nak(&msg, None).await;
+                return;
+            }
+        },
+    };
+    let event_id = item
+        .as_ref()
+        .and_then(|i| i.event.as_ref())
+        .map(|e| e.id.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    match verdict(&attempt, delivered, max_deliver, &ctx.handler.backoff) {
+        Verdict::Ack => {
+            debug!(handler = %ctx.name, event_id, attempt = delivered, "event handled");
+            ack(ctx, &msg).await;
+        }
+        Verdict::Retry(delay) => {
+            warn!(
+                handler = %ctx.name,
+                event_id,
+                attempt = delivered,
+                status = status_of(&attempt),
+                retry_in_ms = millis(delay),
+                "partner call failed, retrying"
+            );
+            nak(&msg, Some(delay)).await;
+        }
+        Verdict::DeadLetter(reason) => {
+            warn!(
+                handler = %ctx.name,
+                event_id,
+                attempt = delivered,
+                status = status_of(&attempt),
+                reason = reason.as_str(),
+                "dead-lettering event"
+            );
+            match dead_letter(ctx, &msg, item, reason, attempt, delivered).await {
+                Ok(()) => ack(ctx, &msg).await,
+                Err(error) => {
+                    // Never lost: it stays in the work queue and comes back to be dead-lettered.
+                    let delay = backoff_delay(&ctx.handler.backoff, delivered);
+                    warn!(handler = %ctx.name, event_id, error = %report(&error), retry_in_ms = millis(delay), "failed to dead-letter, retrying");
+                    nak(&msg, Some(delay)).await;
+                }
+            }
+        }
+    }
+}
+
+fn failed(kind: Failure, status: u32, error: String) -> Attempt {
+    Attempt::Failed {
+        kind,
+        status,
+        error,
+    }
+}
+
+fn status_of(attempt: &Attempt) -> u32 {
+    match attempt {
+        Attempt::Succeeded => 0,
+        Attempt::Failed { status, .. } => *status,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs the steps, sending a progress ack every half ack wait so a long call is not
+/// redelivered to another worker meanwhile. `None` when aborted.
+async fn attempt_with_progress(
+    ctx: &HandlerContext,
+    msg: &jetstream::Message,
+    item: &WorkItem,
+    abort: &CancellationToken,
+) -> Option<Attempt> {
+    let work = run_steps(ctx, item);
+    tokio::pin!(work);
+    let period = (ctx.handler.ack_wait / 2).max(Duration::from_millis(100));
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            biased;
+            () = abort.cancelled() => return None,
+            attempt = &mut work => return Some(attempt),
+            _ = progress.tick() => {
+                if let Err(error) = msg.ack_with(AckKind::Progress).await {
+                    warn!(handler = %ctx.name, error = %report(&*error), "failed to send progress");
+                }
+            }
+        }
+    }
+}
+
+async fn run_steps(ctx: &HandlerContext, item: &WorkItem) -> Attempt {
+    let Some(event) = item.event.as_ref() else {
+        return failed(
+            Failure::BadEvent,
+            0,
+            "the work item has no event".to_owned(),
+        );
+    };
+    for (index, step) in ctx.handler.steps.iter().enumerate() {
+        let Step::Http(step) = step;
+        let request = match call::build(step, index, event, item) {
+            Ok(r) => r,
+            Err(e) => {
+                return failed(
+                    Failure::Permanent,
+                    0,
+                    format!("step {index}: {}", report(&e)),
+                );
+            }
+        };
+        let deadline = ctx
+            .integration
+            .connections
+            .get(&step.connection)
+            .map_or(DEFAULT_CALL_DEADLINE, |c| c.timeout * CALL_DEADLINE_FACTOR);
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(deadline);
+        match ctx.egress.clone().call(request).await {
+            Ok(response) => {
+                let status = response.into_inner().status;
+                if let Some(kind) = classify_status(status) {
+                    return failed(
+                        kind,
+                        status,
+                        format!("step {index}: the partner answered HTTP {status}"),
+                    );
+                }
+            }
+            Err(status) => {
+                return failed(
+                    classify_code(status.code()),
+                    0,
+                    format!(
+                        "step {index}: egress call failed ({:?}): {}",
+                        status.code(),
+                        status.message()
+                    ),
+                );
+            }
+        }
+    }
+    Attempt::Succeeded
+}
+
+async fn ack(ctx: &HandlerContext, msg: &jetstream::Message) {
+    // A double ack: the server confirms it, so an outcome reported done is not redelivered.
+    if let Err(error) = msg.double_ack().await {
+        warn!(handler = %ctx.name, error = %report(&*error), "failed to ack, the event may be redelivered");
+    }
+}
+
+pub(crate) async fn nak(msg: &jetstream::Message, delay: Option<Duration>) {
+    if let Err(error) = msg.ack_with(AckKind::Nak(delay)).await {
+        warn!(error = %report(&*error), "failed to nak, the event is redelivered after the ack wait");
+    }
+}
+
+fn header<'a>(msg: &'a jetstream::Message, name: &str) -> Option<&'a str> {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str())
+}
+
+/// `Nats-Msg-Id` of the dead letter of a work message.
+pub(crate) fn dlq_msg_id(work_msg_id: &str) -> String {
+    format!("{work_msg_id}:dlq")
+}
+
+/// Publishes the dead letter and waits for JetStream to acknowledge it.
+async fn dead_letter(
+    ctx: &HandlerContext,
+    msg: &jetstream::Message,
+    item: Option<WorkItem>,
+    reason: Reason,
+    attempt: Attempt,
+    delivered: u32,
+) -> Result<(), Error> {
+    let (event, event_type) = match item {
+        Some(item) => (item.event, item.event_type),
+        // Keep the raw bytes, so nothing is lost even when they cannot be read.
+        None => (
+            Some(Envelope {
+                id: header(msg, HEADER_EVENT_ID).unwrap_or_default().to_owned(),
+                body: msg.payload.to_vec(),
+                ..Default::default()
+            }),
+            String::new(),
+        ),
+    };
+    let event_id = event.as_ref().map(|e| e.id.clone()).unwrap_or_default();
+    let work_id = match header(msg, NATS_MSG_ID) {
+        Some(id) => id.to_owned(),
+        None if !event_id.is_empty() => envelope::work_msg_id(&event_id, &ctx.name),
+        None => {
+            let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+            format!("{}-seq-{sequence}", ctx.topology.work_stream())
+        }
+    };
+    let (status, error) = match attempt {
+        Attempt::Succeeded => (0, String::new()),
+        Attempt::Failed { status, error, .. } => (status, error),
+    };
+    let subject = ctx.topology.dlq_subject(&ctx.name);
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MSG_ID, dlq_msg_id(&work_id).as_str());
+    if !event_id.is_empty() {
+        headers.insert(HEADER_EVENT_ID, event_id.as_str());
+    }
+    headers.insert(HEADER_HANDLER, ctx.name.as_str());
+    headers.insert(HEADER_REASON, reason.as_str());
+    let letter = DeadLetter {
+        event,
+        handler: ctx.name.clone(),
+        event_type,
+        reason: reason.as_str().to_owned(),
+        error,
+        attempts: delivered,
+        last_status: status,
+        failed_at_ms: envelope::now_ms(),
+    };
+    let publish = |source| Error::Publish {
+        subject: subject.clone(),
+        source,
+    };
+    ctx.js
+        .publish_with_headers(subject.clone(), headers, letter.encode_to_vec().into())
+        .await
+        .map_err(publish)?
+        .await
+        .map_err(publish)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dlq_msg_id_extends_the_work_msg_id() {
+        assert_eq!(dlq_msg_id("evt_1:orders"), "evt_1:orders:dlq");
+    }
+}
