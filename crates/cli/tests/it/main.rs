@@ -1,0 +1,83 @@
+//! `hookyard validate`, run as the real binary.
+
+use std::process::Command;
+
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/shop-erp-carrier.toml"
+);
+
+fn validate(path: &std::path::Path, with_secrets: bool) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookyard"));
+    cmd.arg("validate").arg(path).env_clear();
+    if with_secrets {
+        cmd.env("SHOP_WEBHOOK_PASSWORD", "p1")
+            .env("ERP_CLIENT_SECRET", "p2")
+            .env("CARRIER_PASSWORD", "p3");
+    }
+    let out = cmd.output().expect("runs hookyard");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn variant(edit: impl Fn(String) -> String) -> tempfile::NamedTempFile {
+    let text = edit(std::fs::read_to_string(EXAMPLE).expect("example"));
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), text).expect("write");
+    file
+}
+
+#[test]
+fn the_example_is_valid() {
+    let (ok, out) = validate(EXAMPLE.as_ref(), true);
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn a_missing_secret_is_named_with_its_key_and_variable() {
+    let (ok, out) = validate(EXAMPLE.as_ref(), false);
+    assert!(!ok);
+    for key in [
+        "sources.shop.auth.password",
+        "connections.erp.auth.client_secret",
+        "connections.carrier.auth.password",
+    ] {
+        assert!(out.contains(key), "{key} not in: {out}");
+    }
+    assert!(out.contains("ERP_CLIENT_SECRET"), "{out}");
+}
+
+#[test]
+fn unknown_key_missing_handler_and_missing_connection_are_each_named() {
+    let file = variant(|t| {
+        t.replacen("timeout = \"10s\"", "timeout = \"10s\"\ntimout = \"5s\"", 1)
+            .replace("handlers = [\"shipments\"]", "handlers = [\"shipping\"]")
+            .replace("connection = \"carrier\"", "connection = \"courier\"")
+    });
+    let (ok, out) = validate(file.path(), true);
+    assert!(!ok);
+    for key in [
+        "connections.erp.timout",
+        "routes[3].handlers[0]",
+        "handlers.shipments.steps[0].connection",
+    ] {
+        assert!(out.contains(key), "{key} not in: {out}");
+    }
+    assert!(out.contains("3 problem(s)"), "{out}");
+}
+
+#[test]
+fn secret_values_never_appear_in_the_output() {
+    let file = variant(|t| t.replace("\"${env:CARRIER_PASSWORD}\"", "\"literal-secret-xyz\""));
+    let (ok, out) = validate(file.path(), true);
+    assert!(!ok);
+    assert!(!out.contains("literal-secret-xyz"), "{out}");
+    assert!(out.contains("line "), "{out}");
+}
+
+#[test]
+fn an_unreadable_file_fails() {
+    let (ok, _) = validate("/nonexistent/integration.toml".as_ref(), true);
+    assert!(!ok);
+}
