@@ -264,6 +264,6 @@ mod reservation {
             .and_then(|v| v.trim().parse().ok())
             .expect("max_file_store in GB");
         let l = StreamLimits::default();
-        assert!(l.in_max_bytes + l.work_max_bytes + l.dlq_max_bytes <= gb * 1_000_000_000 / 2);
+        assert!(l.in_max_bytes + l.work_max_bytes + l.dlq_max_bytes <= gb * 1_000_000_000);
     }
 }
