@@ -39,6 +39,20 @@ pub struct Integration {
     pub connections: BTreeMap<String, Connection>,
 }
 
+/// Which secrets a service resolves at start. A service resolves only the secrets it uses, so
+/// its environment needs only those: the router never holds a partner's client secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretScope {
+    /// Every secret (`hookyard validate`, `hookyard dev`).
+    All,
+    /// Secrets under `sources` (ingress).
+    Sources,
+    /// Secrets under `connections` (egress, token).
+    Connections,
+    /// None (router, worker); references are still checked for their form.
+    None,
+}
+
 /// One thing wrong with an integration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -86,22 +100,32 @@ impl LoadError {
 }
 
 impl Integration {
-    /// Loads, validates and resolves the file, reading secrets from the process environment.
+    /// Loads, validates and resolves every secret of the file from the process environment.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        Self::load_with(path, &|name| std::env::var(name).ok())
+        Self::load_scoped(path, SecretScope::All)
     }
 
-    /// Like [`Integration::load`] with an explicit environment.
-    pub fn load_with(path: &Path, env: EnvLookup<'_>) -> Result<Self, LoadError> {
+    /// Loads and validates the file, resolving only the secrets in `scope` from the process
+    /// environment. Unresolved secrets expose an empty value.
+    pub fn load_scoped(path: &Path, scope: SecretScope) -> Result<Self, LoadError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text, env)
+        Self::parse_scoped(&text, &|name| std::env::var(name).ok(), scope)
     }
 
-    /// Parses, validates and resolves the text of an integration file.
+    /// Parses, validates and resolves every secret of the text of an integration file.
     pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Self, LoadError> {
+        Self::parse_scoped(text, env, SecretScope::All)
+    }
+
+    /// Parses and validates the text, resolving the secrets in `scope` with `env`.
+    pub fn parse_scoped(
+        text: &str,
+        env: EnvLookup<'_>,
+        scope: SecretScope,
+    ) -> Result<Self, LoadError> {
         let mut problems = Vec::new();
         let deserializer = toml::Deserializer::parse(text)
             .map_err(|e| LoadError::Invalid(vec![toml_problem(text, &e)]))?;
@@ -123,7 +147,7 @@ impl Integration {
             }
         };
         validate::check(&integration, &mut problems);
-        validate::resolve_secrets(&mut integration, env, &mut problems);
+        validate::resolve_secrets(&mut integration, env, scope, &mut problems);
         for p in problems.iter_mut().filter(|p| p.line.is_none()) {
             p.line = validate::locate(text, &p.key);
         }

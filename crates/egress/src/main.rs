@@ -55,7 +55,10 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let integration = match Integration::load(&cli.common.config) {
+    let integration = match Integration::load_scoped(
+        &cli.common.config,
+        hookyard_core::config::SecretScope::Connections,
+    ) {
         Ok(integration) => integration,
         Err(error) => {
             // `{:#}` adds the causes, e.g. why the file cannot be read.

@@ -47,7 +47,10 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let integration = match Integration::load(&cli.common.config) {
+    let integration = match Integration::load_scoped(
+        &cli.common.config,
+        hookyard_core::config::SecretScope::Sources,
+    ) {
         Ok(integration) => integration,
         Err(error) => {
             eprintln!("{error}");

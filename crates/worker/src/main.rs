@@ -67,7 +67,10 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let integration = match Integration::load(&cli.common.config) {
+    let integration = match Integration::load_scoped(
+        &cli.common.config,
+        hookyard_core::config::SecretScope::None,
+    ) {
         Ok(i) => Arc::new(i),
         Err(e) => {
             eprintln!("{e}");

@@ -156,3 +156,21 @@ fn patterns() {
     assert!(pattern_matches("a*b*c", "a-x-b-y-c"));
     assert!(!pattern_matches("ab*ba", "aba"));
 }
+
+#[test]
+fn a_service_resolves_only_the_secrets_in_its_scope() {
+    let only_shop = |n: &str| (n == "SHOP_WEBHOOK_PASSWORD").then(|| "p".to_owned());
+    let i = Integration::parse_scoped(EXAMPLE, &only_shop, SecretScope::Sources).expect("ingress");
+    let SourceAuth::Basic { password, .. } = &i.sources["shop"].auth else {
+        panic!("basic")
+    };
+    assert_eq!(password.expose(), "p");
+    let ConnectionAuth::Basic { password, .. } = &i.connections["carrier"].auth else {
+        panic!("basic")
+    };
+    assert_eq!(password.expose(), "", "connection secrets stay unresolved");
+    assert!(Integration::parse_scoped(EXAMPLE, &|_| None, SecretScope::None).is_ok());
+    let err = Integration::parse_scoped(EXAMPLE, &only_shop, SecretScope::Connections)
+        .expect_err("connection secrets missing");
+    assert_eq!(err.problems().len(), 2);
+}

@@ -3,7 +3,7 @@
 
 use toml::de::{DeArray, DeTable, DeValue};
 
-use super::{ConnectionAuth, EnvLookup, Integration, Problem, SourceAuth, Step};
+use super::{ConnectionAuth, EnvLookup, Integration, Problem, SecretScope, SourceAuth, Step};
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -217,19 +217,22 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
 pub(super) fn resolve_secrets(
     i: &mut Integration,
     env: EnvLookup<'_>,
+    scope: SecretScope,
     problems: &mut Vec<Problem>,
 ) {
+    let sources = matches!(scope, SecretScope::All | SecretScope::Sources);
+    let connections = matches!(scope, SecretScope::All | SecretScope::Connections);
     let mut resolve = |key: String, secret: &mut super::Secret| {
         if let Err(e) = secret.resolve(env) {
             push(problems, key, e.to_string());
         }
     };
-    for (name, source) in &mut i.sources {
+    for (name, source) in i.sources.iter_mut().filter(|_| sources) {
         if let SourceAuth::Basic { password, .. } = &mut source.auth {
             resolve(format!("sources.{name}.auth.password"), password);
         }
     }
-    for (name, conn) in &mut i.connections {
+    for (name, conn) in i.connections.iter_mut().filter(|_| connections) {
         let key = format!("connections.{name}.auth");
         match &mut conn.auth {
             ConnectionAuth::None => {}
