@@ -105,7 +105,8 @@ pub(crate) async fn handle(
         .to_owned();
     match verdict(&attempt, delivered, max_deliver, &ctx.handler.backoff) {
         Verdict::Ack => {
-            debug!(handler = %ctx.name, event_id, attempt = delivered, "event handled");
+            // One line per handled event: operators (and the compose test) count deliveries per replica.
+            info!(handler = %ctx.name, event_id, attempt = delivered, "event handled");
             ack(ctx, &msg).await;
         }
         Verdict::Retry(delay) => {
