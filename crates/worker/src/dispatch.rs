@@ -19,7 +19,7 @@ use hookyard_proto::{
 };
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::{
     Error, call,
