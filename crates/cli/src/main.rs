@@ -177,6 +177,10 @@ async fn run_dev(dev: Dev, integration: Arc<Integration>) -> anyhow::Result<()> 
         integration: integration.clone(),
         nats: nats.clone(),
         topology: topology.clone(),
+        reload: Some(hookyard_router::Reload {
+            path: dev.file.clone(),
+            interval: hookyard_router::Reload::DEFAULT_INTERVAL,
+        }),
     };
     let (l, sd) = (bind(dev.router_listen).await?, shutdown.clone());
     tasks.spawn(async move { hookyard_router::run(router, l, sd).await.context("router") });

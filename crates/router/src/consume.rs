@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
-use hookyard_core::{Integration, envelope::NATS_MSG_ID, streams::Topology};
+use hookyard_core::{envelope::NATS_MSG_ID, streams::Topology};
 use hookyard_proto::event::v1::Envelope;
 use prost::Message as _;
 use tokio::{sync::Semaphore, task::JoinSet};
@@ -18,6 +18,7 @@ use crate::{
     publish::{self, REASON_BAD_EVENT, REASON_UNROUTED, Unroutable},
     report, retry_delay,
     route::{self, Decision},
+    table::Table,
 };
 
 /// How long one pull request waits for messages. Short, so a shutdown waits little for the
@@ -28,7 +29,7 @@ const PULL_FAILURE_PAUSE: Duration = Duration::from_secs(1);
 
 /// What routing one message needs.
 pub(crate) struct Context {
-    pub integration: Arc<Integration>,
+    pub table: Arc<Table>,
     pub js: jetstream::Context,
     pub topology: Topology,
 }
@@ -174,7 +175,9 @@ async fn route_one(
             return bad_event(ctx, msg, None, error, attempts, sequence).await;
         }
     };
-    match route::decide(&ctx.integration, &event) {
+    // The table is fixed for this attempt: a reload meanwhile applies to the next event.
+    let integration = ctx.table.current();
+    match route::decide(&integration, &event) {
         Decision::Handlers {
             event_type,
             handlers,

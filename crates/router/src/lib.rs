@@ -9,6 +9,8 @@
 //!   `Nats-Msg-Id`s and headers, and waiting for every publish acknowledgement;
 //! - `consume`: the durable pull consumer shared by all router replicas, bounded concurrency,
 //!   ack/NAK and the drain on shutdown;
+//! - `table` and `reload`: the route table in use, and replacing it when the integration file
+//!   changes (see [Reloading the integration file](#reloading-the-integration-file));
 //! - [`run`]: stream setup, the consumer loop and `grpc.health.v1`.
 //!
 //! It does not own the handlers' work (the worker), the streams' settings
@@ -34,15 +36,42 @@
 //! item can never be stored (a payload over the server's `max_payload`) is retried forever,
 //! visible as a redelivery count on the consumer; ingress limits body sizes well below it.
 //!
-//! # Limits
+//! # Reloading the integration file
 //!
-//! The route table is read once at start; reloading routes without a restart is a later issue.
+//! With [`Settings::reload`] set (`hookyard-router` sets it unless `--reload-interval` /
+//! `HOOKYARD_ROUTER_RELOAD_INTERVAL` is `0s`; the default is 2 s), the router reads the
+//! integration file every interval and compares its content with the last content it saw — the
+//! bytes, not the modification time, which a bind-mounted or `ConfigMap` file may keep. A new
+//! content is loaded once it has stayed the same for a moment (so a file overwritten in place is
+//! never loaded half written), and applies to every event routed from then on. This is how a
+//! handler is added without restarting anything: add it and its routes to the file, start its
+//! worker; the worker's consumer receives the work items already waiting on
+//! `hookyard.work.<handler>`, which the work-queue stream keeps until a consumer takes them.
+//!
+//! - **What reloads**: everything the router reads from the file — the routes, the handlers'
+//!   names they point to, and the sources with their `event_type` expressions. Streams and the
+//!   router consumer do not depend on the file (a work subject is per handler under one
+//!   wildcard), so nothing in NATS has to change.
+//! - **An invalid file** (a route to a missing handler, a syntax error, an unreadable file) is
+//!   logged as a warning with every problem, by key and line, and the current table is kept; it
+//!   is tried again when the content changes.
+//! - **Events routed before the reload follow the old table.** An event in flight finishes with
+//!   the table it started with; an event of a type that had no route yet was dead-lettered on
+//!   `hookyard.dlq.unrouted` with its full envelope, so nothing is lost: it can be republished
+//!   to `hookyard.in.<source>` once the route exists (a `replay` command is a later issue).
+//! - **Replicas reload on their own**, each within about one interval of the change (plus the
+//!   settle moment), so for that long two replicas may route the same type differently.
+//!
+//! The rest of the file (connections, the handlers' steps) is not the router's; the services
+//! that use it load it at their own start.
 
 mod consume;
 mod publish;
+mod reload;
 pub mod route;
+mod table;
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use hookyard_core::{
@@ -72,12 +101,28 @@ pub const ROUTER_CONCURRENCY: usize = 64;
 
 /// What the router needs to run.
 pub struct Settings {
-    /// The loaded integration file (sources and routes are used).
+    /// The loaded integration file (sources and routes are used), until a reload replaces it.
     pub integration: Arc<Integration>,
     /// A connected NATS client.
     pub nats: async_nats::Client,
     /// Stream, subject and consumer names.
     pub topology: Topology,
+    /// Where to reload the integration file from while running; `None` never reloads.
+    pub reload: Option<Reload>,
+}
+
+/// Reloading the integration file while the router runs (see the crate docs).
+#[derive(Debug, Clone)]
+pub struct Reload {
+    /// The integration file to watch, normally the one `integration` was loaded from.
+    pub path: PathBuf,
+    /// How often the file is read and compared with the last content seen; zero never reloads.
+    pub interval: Duration,
+}
+
+impl Reload {
+    /// The interval `hookyard-router` uses unless told otherwise.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 }
 
 /// Errors of the router.
@@ -134,6 +179,15 @@ pub async fn run(
         served
     };
 
+    let table = Arc::new(table::Table::new(settings.integration.clone()));
+    // Starts with the service, not after stream setup, so edits made while NATS is away are
+    // picked up as well; it stops with the service.
+    let watch = async {
+        if let Some(reload) = settings.reload.clone() {
+            reload::watch(reload, table.clone(), stop.clone()).await;
+        }
+    };
+
     let work = async {
         let js = jetstream::new(settings.nats.clone());
         let Some(consumer) = setup(&js, &settings.topology, &stop).await else {
@@ -142,7 +196,7 @@ pub async fn run(
         health::set_serving(&reporter, true).await;
         info!(consumer = %settings.topology.router_consumer(), "router started");
         let ctx = Arc::new(consume::Context {
-            integration: settings.integration.clone(),
+            table: table.clone(),
             js,
             topology: settings.topology.clone(),
         });
@@ -151,7 +205,7 @@ pub async fn run(
         info!("router stopped");
     };
 
-    let (served, ()) = tokio::join!(serve, work);
+    let (served, (), ()) = tokio::join!(serve, work, watch);
     served.map_err(Error::Serve)
 }
 

@@ -10,6 +10,7 @@ use hookyard_core::{
     settings::{Common, EXIT_CONFIG, connect_nats},
     streams::Topology,
 };
+use hookyard_router::Reload;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,6 +24,15 @@ struct Cli {
     /// Address the gRPC health endpoint listens on.
     #[arg(long, env = "HOOKYARD_ROUTER_LISTEN", default_value = "0.0.0.0:50051")]
     listen: SocketAddr,
+    /// How often the integration file is checked for changes, which are then applied without a
+    /// restart (e.g. `500ms`, `2s`); `0s` never reloads.
+    #[arg(
+        long,
+        env = "HOOKYARD_ROUTER_RELOAD_INTERVAL",
+        default_value = "2s",
+        value_parser = humantime::parse_duration
+    )]
+    reload_interval: Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -81,10 +91,15 @@ async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("failed to listen on {}", cli.listen))?;
     let shutdown = hookyard_core::shutdown::on_signal();
+    let reload = (!cli.reload_interval.is_zero()).then(|| Reload {
+        path: cli.common.config.clone(),
+        interval: cli.reload_interval,
+    });
     let settings = hookyard_router::Settings {
         integration,
         nats,
         topology: Topology::new(&cli.common.namespace),
+        reload,
     };
     let grace = cli.common.shutdown_grace;
     let run = hookyard_router::run(settings, listener, shutdown.clone());
@@ -94,5 +109,19 @@ async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
             tracing::warn!("draining took longer than the shutdown grace, exiting");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_interval_defaults_to_the_library_default_and_zero_parses() {
+        let cli = Cli::try_parse_from(["hookyard-router"]).expect("defaults parse");
+        assert_eq!(cli.reload_interval, Reload::DEFAULT_INTERVAL);
+        let cli =
+            Cli::try_parse_from(["hookyard-router", "--reload-interval", "0s"]).expect("0s parses");
+        assert!(cli.reload_interval.is_zero());
     }
 }

@@ -19,6 +19,8 @@ use prost::Message as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod reload;
+
 const LIMIT: Duration = Duration::from_secs(20);
 
 const CONFIG: &str = r#"
@@ -49,6 +51,14 @@ struct Router {
 
 impl Router {
     async fn start(nats: &Nats) -> anyhow::Result<Self> {
+        Self::start_with(nats, None).await
+    }
+
+    /// Starts a router routing with [`CONFIG`], reloading it from `reload` when given.
+    async fn start_with(
+        nats: &Nats,
+        reload: Option<hookyard_router::Reload>,
+    ) -> anyhow::Result<Self> {
         init_logs();
         let topology = small_topology("rt");
         let integration = Arc::new(Integration::parse(CONFIG, &|_| None)?);
@@ -61,6 +71,7 @@ impl Router {
                 integration,
                 nats: client.clone(),
                 topology: topology.clone(),
+                reload,
             },
             listener,
             shutdown.clone(),
