@@ -91,6 +91,7 @@ impl Stack {
             integration: integration.clone(),
             nats: nats.client().await?,
             topology: topology.clone(),
+            reload: None,
         };
         let sd = shutdown.clone();
         tasks.push(spawn(

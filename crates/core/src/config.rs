@@ -47,8 +47,10 @@ pub enum SecretScope {
     All,
     /// Secrets under `sources` (ingress).
     Sources,
-    /// Secrets under `connections` (egress, token).
+    /// Secrets under `connections` (egress).
     Connections,
+    /// Client secrets of OAuth 2.0 connections (token).
+    OAuth2Clients,
     /// None (router, worker); references are still checked for their form.
     None,
 }

@@ -50,7 +50,7 @@ async fn main() -> ExitCode {
     }
     let integration = match Integration::load_scoped(
         &cli.common.config,
-        hookyard_core::config::SecretScope::Connections,
+        hookyard_core::config::SecretScope::OAuth2Clients,
     ) {
         Ok(integration) => integration,
         Err(error) => {

@@ -173,4 +173,12 @@ fn a_service_resolves_only_the_secrets_in_its_scope() {
     let err = Integration::parse_scoped(EXAMPLE, &only_shop, SecretScope::Connections)
         .expect_err("connection secrets missing");
     assert_eq!(err.problems().len(), 2);
+    let only_erp = |n: &str| (n == "ERP_CLIENT_SECRET").then(|| "e".to_owned());
+    let i = Integration::parse_scoped(EXAMPLE, &only_erp, SecretScope::OAuth2Clients)
+        .expect("token needs only the OAuth 2.0 client secret");
+    let ConnectionAuth::OAuth2ClientCredentials { client_secret, .. } = &i.connections["erp"].auth
+    else {
+        panic!("oauth2")
+    };
+    assert_eq!(client_secret.expose(), "e");
 }

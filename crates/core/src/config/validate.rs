@@ -222,6 +222,7 @@ pub(super) fn resolve_secrets(
 ) {
     let sources = matches!(scope, SecretScope::All | SecretScope::Sources);
     let connections = matches!(scope, SecretScope::All | SecretScope::Connections);
+    let oauth2_clients = connections || scope == SecretScope::OAuth2Clients;
     let mut resolve = |key: String, secret: &mut super::Secret| {
         if let Err(e) = secret.resolve(env) {
             push(problems, key, e.to_string());
@@ -232,10 +233,16 @@ pub(super) fn resolve_secrets(
             resolve(format!("sources.{name}.auth.password"), password);
         }
     }
-    for (name, conn) in i.connections.iter_mut().filter(|_| connections) {
+    for (name, conn) in &mut i.connections {
         let key = format!("connections.{name}.auth");
         match &mut conn.auth {
             ConnectionAuth::None => {}
+            ConnectionAuth::OAuth2ClientCredentials { client_secret, .. } => {
+                if oauth2_clients {
+                    resolve(format!("{key}.client_secret"), client_secret);
+                }
+            }
+            _ if !connections => {}
             ConnectionAuth::Basic { password, .. } => resolve(format!("{key}.password"), password),
             ConnectionAuth::Header { headers } => {
                 for (h, v) in headers.iter_mut() {
@@ -243,9 +250,6 @@ pub(super) fn resolve_secrets(
                 }
             }
             ConnectionAuth::Query { value, .. } => resolve(format!("{key}.value"), value),
-            ConnectionAuth::OAuth2ClientCredentials { client_secret, .. } => {
-                resolve(format!("{key}.client_secret"), client_secret);
-            }
         }
     }
 }
