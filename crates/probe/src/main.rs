@@ -48,7 +48,11 @@ fn probe(url: &str) -> Result<u16, String> {
     stream
         .set_write_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;
-    write!(stream, "GET {target} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    // One write: a server may answer and close as soon as it has the request line.
+    let request = format!("GET {target} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
     let mut head = Vec::with_capacity(256);
     stream
         .take(4096)
@@ -113,8 +117,13 @@ mod tests {
                 "HTTP/1.1 503 Unavailable\r\n\r\n",
             ] {
                 let (mut s, _) = server.accept().expect("accept");
-                let mut buf = [0u8; 512];
-                let _ = s.read(&mut buf);
+                // Read the whole request head, as an HTTP server does, then answer.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).expect("read") == 1 {
+                    head.push(byte[0]);
+                }
+                assert!(head.starts_with(b"GET /healthz HTTP/1.0\r\n"));
                 s.write_all(reply.as_bytes()).expect("write");
             }
         });
