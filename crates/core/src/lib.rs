@@ -9,7 +9,11 @@
 //! - [`settings`]: service settings shared by every binary (NATS URL, namespace, config path);
 //! - [`grpc`]: limits both ends of a gRPC call share;
 //! - [`health`]: `grpc.health.v1` serving and the `healthcheck` probe used by containers;
-//! - [`shutdown`] and [`telemetry`]: SIGTERM/SIGINT handling and structured logs.
+//! - [`shutdown`] and [`telemetry`]: SIGTERM/SIGINT handling and structured logs;
+//! - [`service`]: what every binary's `main` does around `run` (`healthcheck`, loading the
+//!   integration file, draining within the shutdown grace, the exit code);
+//! - [`retry`]: retrying start-up steps (stream and consumer setup) until NATS answers;
+//! - [`pull`]: the bounded-concurrency pull loop over a JetStream consumer (router, worker).
 //!
 //! It does not own any service's behaviour: ingress, router, worker, egress and token live in
 //! their own crates and meet only through NATS and gRPC.
@@ -19,6 +23,9 @@ pub mod envelope;
 pub mod expr;
 pub mod grpc;
 pub mod health;
+pub mod pull;
+pub mod retry;
+pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod streams;

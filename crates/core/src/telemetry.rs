@@ -25,3 +25,19 @@ pub fn init(service: &'static str, format: LogFormat) {
         tracing::debug!(service, "telemetry initialised");
     }
 }
+
+/// An error and its causes on one line, for logs.
+pub fn report(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        // Some errors (async-nats's) already print their cause; do not repeat it.
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = e.source();
+    }
+    out
+}

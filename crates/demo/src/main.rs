@@ -4,7 +4,7 @@ use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hookyard_core::telemetry::LogFormat;
+use hookyard_core::{service, telemetry::LogFormat};
 use hookyard_demo::Settings;
 
 /// How long in-flight requests may take to finish after SIGTERM.
@@ -100,13 +100,7 @@ async fn main() -> ExitCode {
         token_ttl: cli.token_ttl,
         max_calls: cli.max_calls,
     };
-    match serve(cli.listen, settings).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "demo server failed");
-            ExitCode::FAILURE
-        }
-    }
+    service::exit_code("demo server", serve(cli.listen, settings).await)
 }
 
 async fn serve(listen: SocketAddr, settings: Settings) -> anyhow::Result<()> {
@@ -114,20 +108,15 @@ async fn serve(listen: SocketAddr, settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("failed to listen on {listen}"))?;
     let shutdown = hookyard_core::shutdown::on_signal();
-    let mut server = tokio::spawn(hookyard_demo::run(settings, listener, shutdown.clone()));
-    tokio::select! {
-        served = &mut server => return served.context("demo server task failed")?.context("demo server stopped"),
-        () = shutdown.cancelled() => {}
-    }
-    match tokio::time::timeout(GRACE, server).await {
-        Ok(served) => served
+    // A task, so a panic in the server is reported as its failure.
+    let server = tokio::spawn(hookyard_demo::run(settings, listener, shutdown.clone()));
+    let served = async {
+        server
+            .await
             .context("demo server task failed")?
-            .context("demo server stopped"),
-        Err(_) => {
-            tracing::warn!(grace = ?GRACE, "in-flight requests did not finish in time");
-            Ok(())
-        }
-    }
+            .context("demo server stopped")
+    };
+    service::run_with_grace(served, &shutdown, GRACE).await
 }
 
 async fn probe(url: &str) -> anyhow::Result<()> {

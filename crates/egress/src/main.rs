@@ -4,7 +4,7 @@ use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use hookyard_core::{Integration, settings::Common};
+use hookyard_core::{Integration, config::SecretScope, service, settings::Common};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,59 +43,35 @@ enum Command {
     },
 }
 
+/// How long `healthcheck` waits for an answer.
+const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { endpoint }) = &cli.command {
-        return match hookyard_core::health::probe(endpoint, Duration::from_secs(5)).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("unhealthy: {error}");
-                ExitCode::FAILURE
-            }
-        };
+        return service::healthcheck(endpoint, HEALTHCHECK_TIMEOUT).await;
     }
-    let integration = match Integration::load_scoped(
-        &cli.common.config,
-        hookyard_core::config::SecretScope::Connections,
-    ) {
+    let integration = match service::load_integration(&cli.common.config, SecretScope::Connections)
+    {
         Ok(integration) => integration,
-        Err(error) => {
-            // `{:#}` adds the causes, e.g. why the file cannot be read.
-            eprintln!("{:#}", anyhow::Error::new(error));
-            return ExitCode::from(hookyard_core::settings::EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     hookyard_core::telemetry::init("hookyard-egress", cli.common.log_format);
-    match serve(&cli, integration).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "egress failed");
-            ExitCode::FAILURE
-        }
-    }
+    service::exit_code("egress", serve(&cli, integration).await)
 }
 
-async fn serve(cli: &Cli, integration: Integration) -> anyhow::Result<()> {
+async fn serve(cli: &Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("failed to listen on {}", cli.listen))?;
     let shutdown = hookyard_core::shutdown::on_signal();
     let settings = hookyard_egress::Settings {
-        integration: Arc::new(integration),
+        integration,
         token_endpoint: Some(cli.token_endpoint.clone()),
     };
     let run = hookyard_egress::run(settings, listener, shutdown.clone());
-    tokio::pin!(run);
-    tokio::select! {
-        result = &mut run => return result.context("failed to serve"),
-        () = shutdown.cancelled() => {}
-    }
-    match tokio::time::timeout(cli.common.shutdown_grace, run).await {
-        Ok(result) => result.context("failed to drain"),
-        Err(_) => {
-            tracing::warn!("shutdown grace period over, calls in flight are dropped");
-            Ok(())
-        }
-    }
+    service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
+        .await
+        .context("failed to serve")
 }

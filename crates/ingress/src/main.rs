@@ -4,7 +4,9 @@ use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hookyard_core::{Integration, settings::Common, streams::Topology};
+use hookyard_core::{
+    Integration, config::SecretScope, service, settings::Common, streams::Topology,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "hookyard-ingress", version, about = "hookyard webhook ingress")]
@@ -39,64 +41,30 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { endpoint }) = &cli.command {
-        return match hookyard_core::health::probe(endpoint, Duration::from_secs(3)).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("unhealthy: {error}");
-                ExitCode::FAILURE
-            }
-        };
+        return service::healthcheck(endpoint, service::HEALTHCHECK_TIMEOUT).await;
     }
-    let integration = match Integration::load_scoped(
-        &cli.common.config,
-        hookyard_core::config::SecretScope::Sources,
-    ) {
+    let integration = match service::load_integration(&cli.common.config, SecretScope::Sources) {
         Ok(integration) => integration,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(hookyard_core::settings::EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     hookyard_core::telemetry::init("hookyard-ingress", cli.common.log_format);
-    match serve(cli, integration).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "ingress failed");
-            ExitCode::FAILURE
-        }
-    }
+    service::exit_code("ingress", serve(cli, integration).await)
 }
 
-async fn serve(cli: Cli, integration: Integration) -> anyhow::Result<()> {
+async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
     let nats = hookyard_core::settings::connect_nats(&cli.common.nats_url, "hookyard-ingress")
         .await
         .context("failed to connect to nats")?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("failed to listen on {}", cli.listen))?;
-    let mut settings = hookyard_ingress::Settings::new(
-        Arc::new(integration),
-        nats,
-        Topology::new(&cli.common.namespace),
-    );
+    let mut settings =
+        hookyard_ingress::Settings::new(integration, nats, Topology::new(&cli.common.namespace));
     settings.publish_timeout = cli.publish_timeout;
     let shutdown = hookyard_core::shutdown::on_signal();
     let run = hookyard_ingress::run(settings, listener, shutdown.clone());
-    tokio::pin!(run);
-    let grace = cli.common.shutdown_grace;
-    tokio::select! {
-        result = &mut run => return result.context("ingress failed"),
-        () = shutdown.cancelled() => {}
-    }
     // Draining: open connections (a gRPC health watch never ends on its own) get the grace period.
-    match tokio::time::timeout(grace, run).await {
-        Ok(result) => result.context("ingress failed"),
-        Err(_) => {
-            tracing::warn!(
-                ?grace,
-                "connections still open after the grace period, exiting"
-            );
-            Ok(())
-        }
-    }
+    service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
+        .await
+        .context("ingress failed")
 }

@@ -1,15 +1,17 @@
-//! The pull loop over the router consumer: bounded concurrency, explicit batches sized to free
-//! capacity (so no message waits in a hidden client buffer), ack only after every outbound
-//! publish is acknowledged, NAK with delay otherwise.
+//! Routing what the router consumer delivers, through the shared pull loop
+//! ([`hookyard_core::pull`]: bounded concurrency, explicit batches sized to free capacity): ack
+//! only after every outbound publish is acknowledged, NAK with delay otherwise.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
-use futures::StreamExt;
-use hookyard_core::{envelope::NATS_MSG_ID, streams::Topology};
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use hookyard_core::{
+    envelope::NATS_MSG_ID,
+    pull::{self, nak},
+    streams::Topology,
+};
 use hookyard_proto::event::v1::Envelope;
 use prost::Message as _;
-use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -21,12 +23,6 @@ use crate::{
     table::Table,
 };
 
-/// How long one pull request waits for messages. Short, so a shutdown waits little for the
-/// open request to end.
-const PULL_EXPIRES: Duration = Duration::from_secs(2);
-/// Pause after a failed pull, so a NATS outage is not a busy loop.
-const PULL_FAILURE_PAUSE: Duration = Duration::from_secs(1);
-
 /// What routing one message needs.
 pub(crate) struct Context {
     pub table: Arc<Table>,
@@ -37,98 +33,15 @@ pub(crate) struct Context {
 /// Pulls and routes until `stop` is cancelled, then returns unstarted messages and waits for
 /// in-flight ones (each finishes within the publish timeout).
 pub(crate) async fn run(consumer: PullConsumer, ctx: Arc<Context>, stop: &CancellationToken) {
-    let permits = Arc::new(Semaphore::new(ROUTER_CONCURRENCY));
-    let mut tasks = JoinSet::new();
-    'pull: loop {
-        while tasks.try_join_next().is_some() {}
-        let first = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = stop.cancelled() => break,
-        };
-        let want = permits.available_permits() + 1;
-        let batch = tokio::select! {
-            batch = consumer.batch().max_messages(want).expires(PULL_EXPIRES).messages() => batch,
-            () = stop.cancelled() => break,
-        };
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(error) => {
-                warn!(error = %report(&error), "pull request failed");
-                pause(stop).await;
-                continue;
-            }
-        };
-        let mut first = Some(first);
-        loop {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => {
-                    return_unstarted(&mut batch).await;
-                    break 'pull;
-                }
-                next = batch.next() => match next {
-                    None => break,
-                    Some(Err(error)) => {
-                        warn!(error = %report(&*error), "pull failed");
-                        pause(stop).await;
-                        break;
-                    }
-                    Some(Ok(msg)) => {
-                        let permit = match first.take() {
-                            Some(p) => p,
-                            // Never fails: the batch asks for no more than the free permits,
-                            // and only this loop takes them.
-                            None => match permits.clone().try_acquire_owned() {
-                                Ok(p) => p,
-                                Err(_) => {
-                                    nak(&msg, None).await;
-                                    continue;
-                                }
-                            },
-                        };
-                        let ctx = ctx.clone();
-                        tasks.spawn(async move {
-                            handle(&ctx, msg).await;
-                            drop(permit);
-                        });
-                    }
-                }
-            }
-        }
-    }
+    let mut tasks = pull::run(&consumer, ROUTER_CONCURRENCY, stop, None, |msg| {
+        let ctx = ctx.clone();
+        async move { handle(&ctx, msg).await }
+    })
+    .await;
     if !tasks.is_empty() {
         info!(in_flight = tasks.len(), "waiting for in-flight events");
     }
     while tasks.join_next().await.is_some() {}
-}
-
-async fn pause(stop: &CancellationToken) {
-    tokio::select! {
-        () = stop.cancelled() => {}
-        () = tokio::time::sleep(PULL_FAILURE_PAUSE) => {}
-    }
-}
-
-/// NAKs (without delay) what the open pull request still delivers, so another replica takes it
-/// now instead of after the ack wait.
-async fn return_unstarted(batch: &mut jetstream::consumer::pull::Batch) {
-    let drain = async {
-        while let Some(next) = batch.next().await {
-            if let Ok(msg) = next {
-                nak(&msg, None).await;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(PULL_EXPIRES + Duration::from_secs(1), drain).await;
-}
-
-async fn nak(msg: &jetstream::Message, delay: Option<Duration>) {
-    if let Err(error) = msg.ack_with(AckKind::Nak(delay)).await {
-        warn!(error = %report(&*error), "failed to nak, the event is redelivered after the ack wait");
-    }
 }
 
 async fn handle(ctx: &Context, msg: jetstream::Message) {

@@ -74,8 +74,9 @@ mod table;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
+pub(crate) use hookyard_core::telemetry::report;
 use hookyard_core::{
-    Integration, health,
+    Integration, health, retry,
     streams::{StreamSetupError, Topology},
 };
 use tokio::net::TcpListener;
@@ -216,21 +217,12 @@ async fn setup(
     topology: &Topology,
     stop: &CancellationToken,
 ) -> Option<PullConsumer> {
-    let mut attempt: u32 = 0;
-    loop {
-        match try_setup(js, topology).await {
-            Ok(consumer) => return Some(consumer),
-            Err(error) => {
-                warn!(attempt, error = %report(&error), "stream setup failed, retrying");
-            }
-        }
-        let delay = setup_delay(attempt);
-        attempt = attempt.saturating_add(1);
-        tokio::select! {
-            () = stop.cancelled() => return None,
-            () = tokio::time::sleep(delay) => {}
-        }
-    }
+    retry::until_ok(
+        stop,
+        || try_setup(js, topology),
+        |attempt, error| warn!(attempt, error = %report(error), "stream setup failed, retrying"),
+    )
+    .await
 }
 
 async fn try_setup(js: &jetstream::Context, topology: &Topology) -> Result<PullConsumer, Error> {
@@ -262,34 +254,12 @@ pub fn consumer_config(topology: &Topology) -> jetstream::consumer::pull::Config
     }
 }
 
-/// Delay before the next start-up attempt: 250 ms doubling to 5 s.
-fn setup_delay(attempt: u32) -> Duration {
-    let ms = 250u64.saturating_mul(1u64 << attempt.min(5));
-    Duration::from_millis(ms.min(5_000))
-}
-
 /// Delay before redelivering an inbound message delivered `delivered` times.
 pub fn retry_delay(delivered: i64) -> Duration {
     let index = usize::try_from(delivered.saturating_sub(1))
         .unwrap_or(0)
         .min(ROUTER_BACKOFF.len() - 1);
     ROUTER_BACKOFF[index]
-}
-
-/// An error and its causes on one line, for logs.
-pub(crate) fn report(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        // Some errors (async-nats's) already print their cause; do not repeat it.
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = e.source();
-    }
-    out
 }
 
 #[cfg(test)]
@@ -305,13 +275,6 @@ mod tests {
         // a missing or bogus delivery count never panics
         assert_eq!(retry_delay(0), ROUTER_BACKOFF[0]);
         assert_eq!(retry_delay(-3), ROUTER_BACKOFF[0]);
-    }
-
-    #[test]
-    fn setup_delay_is_capped() {
-        assert_eq!(setup_delay(0), Duration::from_millis(250));
-        assert_eq!(setup_delay(1), Duration::from_millis(500));
-        assert_eq!(setup_delay(60), Duration::from_secs(5));
     }
 
     #[test]

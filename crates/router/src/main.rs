@@ -7,7 +7,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hookyard_core::{
     Integration,
-    settings::{Common, EXIT_CONFIG, connect_nats},
+    config::SecretScope,
+    service,
+    settings::{Common, connect_nats},
     streams::Topology,
 };
 use hookyard_router::Reload;
@@ -55,32 +57,14 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { endpoint }) = &cli.command {
-        return match hookyard_core::health::probe(endpoint, Duration::from_secs(3)).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("unhealthy: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return service::healthcheck(endpoint, service::HEALTHCHECK_TIMEOUT).await;
     }
-    let integration = match Integration::load_scoped(
-        &cli.common.config,
-        hookyard_core::config::SecretScope::None,
-    ) {
-        Ok(i) => Arc::new(i),
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let integration = match service::load_integration(&cli.common.config, SecretScope::None) {
+        Ok(integration) => integration,
+        Err(code) => return code,
     };
     hookyard_core::telemetry::init("hookyard-router", cli.common.log_format);
-    match serve(cli, integration).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "router failed");
-            ExitCode::FAILURE
-        }
-    }
+    service::exit_code("router", serve(cli, integration).await)
 }
 
 async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
@@ -101,15 +85,10 @@ async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
         topology: Topology::new(&cli.common.namespace),
         reload,
     };
-    let grace = cli.common.shutdown_grace;
     let run = hookyard_router::run(settings, listener, shutdown.clone());
-    tokio::select! {
-        ran = run => ran.context("router failed"),
-        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("draining took longer than the shutdown grace, exiting");
-            Ok(())
-        }
-    }
+    service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
+        .await
+        .context("router failed")
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use hookyard_core::{
     Integration,
     config::{Handler, Step},
     envelope::{self, HEADER_EVENT_ID, HEADER_HANDLER, HEADER_REASON, NATS_MSG_ID},
+    pull::nak,
     streams::Topology,
 };
 use hookyard_proto::{
@@ -245,12 +246,6 @@ async fn ack(ctx: &HandlerContext, msg: &jetstream::Message) {
     // A double ack: the server confirms it, so an outcome reported done is not redelivered.
     if let Err(error) = msg.double_ack().await {
         warn!(handler = %ctx.name, error = %report(&*error), "failed to ack, the event may be redelivered");
-    }
-}
-
-pub(crate) async fn nak(msg: &jetstream::Message, delay: Option<Duration>) {
-    if let Err(error) = msg.ack_with(AckKind::Nak(delay)).await {
-        warn!(error = %report(&*error), "failed to nak, the event is redelivered after the ack wait");
     }
 }
 

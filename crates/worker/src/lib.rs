@@ -55,10 +55,11 @@ pub mod outcome;
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
+pub(crate) use hookyard_core::telemetry::report;
 use hookyard_core::{
     Integration,
     config::Handler,
-    health,
+    health, retry,
     streams::{StreamSetupError, Topology},
 };
 use hookyard_proto::egress::v1::egress_service_client::EgressServiceClient;
@@ -258,21 +259,14 @@ async fn setup(
     handler: &Handler,
     stop: &CancellationToken,
 ) -> Option<PullConsumer> {
-    let mut attempt: u32 = 0;
-    loop {
-        match try_setup(js, topology, name, handler).await {
-            Ok(consumer) => return Some(consumer),
-            Err(error) => {
-                warn!(handler = name, attempt, error = %report(&error), "consumer setup failed, retrying");
-            }
-        }
-        let delay = setup_delay(attempt);
-        attempt = attempt.saturating_add(1);
-        tokio::select! {
-            () = stop.cancelled() => return None,
-            () = tokio::time::sleep(delay) => {}
-        }
-    }
+    retry::until_ok(
+        stop,
+        || try_setup(js, topology, name, handler),
+        |attempt, error| {
+            warn!(handler = name, attempt, error = %report(error), "consumer setup failed, retrying");
+        },
+    )
+    .await
 }
 
 async fn try_setup(
@@ -295,28 +289,6 @@ async fn try_setup(
         consumer: topology.handler_consumer(name),
         source,
     })
-}
-
-/// Delay before the next start-up attempt: 250 ms doubling to 5 s.
-fn setup_delay(attempt: u32) -> Duration {
-    let ms = 250u64.saturating_mul(1u64 << attempt.min(5));
-    Duration::from_millis(ms.min(5_000))
-}
-
-/// An error and its causes on one line, for logs.
-pub(crate) fn report(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        // Some errors (async-nats's) already print their cause; do not repeat it.
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = e.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hookyard_core::{
     Integration,
+    config::SecretScope,
+    service,
     settings::{Common, EXIT_CONFIG, connect_nats},
     streams::Topology,
 };
@@ -59,43 +61,27 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { endpoint }) = &cli.command {
-        return match hookyard_core::health::probe(endpoint, Duration::from_secs(3)).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("unhealthy: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return service::healthcheck(endpoint, service::HEALTHCHECK_TIMEOUT).await;
     }
-    let integration = match Integration::load_scoped(
-        &cli.common.config,
-        hookyard_core::config::SecretScope::None,
-    ) {
-        Ok(i) => Arc::new(i),
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let integration = match service::load_integration(&cli.common.config, SecretScope::None) {
+        Ok(integration) => integration,
+        Err(code) => return code,
     };
     if let Err(e) = hookyard_worker::check_handlers(&integration, &cli.handlers) {
         eprintln!("{e}");
         return ExitCode::from(EXIT_CONFIG);
     }
     hookyard_core::telemetry::init("hookyard-worker", cli.common.log_format);
-    match serve(cli, integration).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let config = e
-                .downcast_ref::<hookyard_worker::Error>()
-                .is_some_and(hookyard_worker::Error::is_config);
-            tracing::error!(error = format!("{e:#}"), "worker failed");
-            if config {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::FAILURE
-            }
+    service::exit_code_with("worker", serve(cli, integration).await, |e| {
+        let config = e
+            .downcast_ref::<hookyard_worker::Error>()
+            .is_some_and(hookyard_worker::Error::is_config);
+        if config {
+            ExitCode::from(EXIT_CONFIG)
+        } else {
+            ExitCode::FAILURE
         }
-    }
+    })
 }
 
 async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
@@ -118,11 +104,5 @@ async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
     let run = hookyard_worker::run(settings, listener, shutdown.clone());
     // The worker NAKs what is still running when the grace ends; this bounds the whole drain.
     let limit = grace + Duration::from_secs(10);
-    tokio::select! {
-        ran = run => Ok(ran?),
-        () = async { shutdown.cancelled().await; tokio::time::sleep(limit).await } => {
-            tracing::warn!("draining took longer than the shutdown grace, exiting");
-            Ok(())
-        }
-    }
+    Ok(service::run_with_grace(run, &shutdown, limit).await?)
 }
