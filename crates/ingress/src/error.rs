@@ -10,7 +10,11 @@ use axum::{
 };
 use http::{HeaderValue, StatusCode, header};
 
-use crate::{auth::AuthError, publish::PublishError};
+use crate::{
+    auth::AuthError,
+    publish::PublishError,
+    verify::{SetupError, VerifyError},
+};
 
 /// Everything that can go wrong in ingress.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +29,15 @@ pub enum Error {
         path: String,
         /// What already serves the path.
         other: String,
+    },
+    /// A source's signature settings cannot be used (an empty secret, a key that is not one).
+    #[error("source {source_name} has unusable signature settings")]
+    SignatureSetup {
+        /// Name of the source.
+        source_name: String,
+        /// What is wrong (names the secret's position, never its value).
+        #[source]
+        cause: SetupError,
     },
     /// The HTTP server failed.
     #[error("failed to serve http")]
@@ -41,6 +54,9 @@ pub enum Error {
     /// The sender did not prove who it is.
     #[error("unauthorized: {0}")]
     Unauthorized(#[source] AuthError),
+    /// The request's signature did not verify.
+    #[error("bad signature: {0}")]
+    Signature(#[source] VerifyError),
     /// The body is larger than the source accepts.
     #[error("body larger than {limit} bytes")]
     BodyTooLarge {
@@ -67,11 +83,13 @@ impl Error {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::PathConflict { .. } | Self::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::PathConflict { .. } | Self::SignatureSetup { .. } | Self::Serve(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -81,10 +99,11 @@ impl Error {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized(_) => "unauthorized",
+            Self::Signature(reason) => reason.kind(),
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyRead(_) => "bad_body",
             Self::Unavailable { .. } => "unavailable",
-            Self::PathConflict { .. } | Self::Serve(_) => "internal",
+            Self::PathConflict { .. } | Self::SignatureSetup { .. } | Self::Serve(_) => "internal",
         }
     }
 }
@@ -94,6 +113,8 @@ impl IntoResponse for Error {
         let message = match &self {
             // The auth reason names the problem (missing, malformed, wrong) and nothing sent.
             Self::Unauthorized(reason) => reason.to_string(),
+            // Names the problem and header, never a secret or the expected signature.
+            Self::Signature(reason) => reason.to_string(),
             Self::Unavailable { cause, .. } => format!("{self}: {cause}"),
             other => other.to_string(),
         };
@@ -101,6 +122,8 @@ impl IntoResponse for Error {
         let mut response = (self.status(), Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
+            // Only basic auth has a challenge; a signature is not something a client retries
+            // with other credentials.
             Self::Unauthorized(_) => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,

@@ -80,6 +80,7 @@ mod tests {
             auth: Authenticator::new(&SourceAuth::None),
             max_body_bytes: 1024,
             dedup_key,
+            signature: None,
         }
     }
 

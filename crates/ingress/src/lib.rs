@@ -1,7 +1,7 @@
 //! hookyard ingress: the HTTP endpoints partners send webhooks to.
 //!
 //! Owns, for every source in the integration file: matching path and method, inbound
-//! authentication, body limits, the dedup key and event id, storing the raw request as an
+//! authentication, signature verification, body limits, the dedup key and event id, storing the raw request as an
 //! [`Envelope`](hookyard_proto::event::v1::Envelope) in `HOOKYARD_IN`, and the answer to the
 //! sender. Also creates `HOOKYARD_IN` at start and serves `/healthz`, `/readyz` and
 //! `grpc.health.v1` on the webhook listener.
@@ -16,6 +16,8 @@
 //! - [`publish`]: the JetStream publish and its bounded wait for the ack;
 //! - `health`: readiness, the stream-creating background task, health endpoints;
 //! - `routes`: the router and the webhook handler;
+//! - [`verify`]: signature verification over the raw body (Standard Webhooks, GitHub, Stripe,
+//!   Shopify, Slack, generic HMAC);
 //! - [`error`]: the crate's error type and its mapping to HTTP statuses.
 //!
 //! Design choices:
@@ -34,6 +36,16 @@
 //!   patterns), so a configured path is never interpreted as routing syntax.
 //! - **Check order.** 404, 405, 401, then 413 from `Content-Length` without reading, then the
 //!   body is read through a limit: an unauthenticated sender never makes ingress read a body.
+//!   Then the source's signature, if it has one, is checked (401, without a `WWW-Authenticate`
+//!   challenge, `error` naming the kind: `signature_missing`, `signature_malformed`, …) before
+//!   anything is published. A signature can only be checked over a body, so a source with a
+//!   signature and no `basic` auth reads up to `max_body_bytes` of an unsigned request.
+//! - **Signatures over the exact bytes.** Verification runs on the body as received, before
+//!   any parsing: the same JSON with other whitespace is another body and fails. Signature
+//!   headers are kept in the envelope as they came (they prove the sender, and are not secrets);
+//!   a handler can re-check them. Repeated signature headers are refused, not tried in turn;
+//!   several secrets may be configured so they rotate without downtime. Secrets that are empty
+//!   or not keys make [`run`] fail with [`Error::SignatureSetup`].
 //! - **Credentials are not event data.** For a `basic` source, the `Authorization` header ingress
 //!   verified is left out of the envelope, since `HOOKYARD_IN` is replayable and readable by
 //!   operators; every other header is kept as raw bytes. For an `none` source all headers are
@@ -48,6 +60,7 @@ mod event;
 mod health;
 pub mod publish;
 mod routes;
+pub mod verify;
 
 use std::{sync::Arc, time::Duration};
 

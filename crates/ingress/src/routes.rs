@@ -5,9 +5,10 @@
 //! configured path is never read as axum route syntax (`{id}`, `*rest`) and cannot make the
 //! router panic. A request is refused as early and cheaply as possible: path (404), method
 //! (405), credentials (401), declared length (413), then the body is read within the limit
-//! (413) and the event is published (503 unless JetStream acknowledges it).
+//! (413), its signature checked (401) and the event is published (503 unless JetStream
+//! acknowledges it).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use axum::{
     Json, Router,
@@ -15,7 +16,9 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use hookyard_core::{Integration, envelope::now_ms, expr::Expr, streams::Topology};
+use hookyard_core::{
+    Integration, config::Signature, envelope::now_ms, expr::Expr, streams::Topology,
+};
 use http::{Method, StatusCode};
 use prost::Message;
 
@@ -26,6 +29,7 @@ use crate::{
     event::{self, Received},
     health::{self, Readiness},
     publish::Publisher,
+    verify,
 };
 
 /// One source as ingress serves it, prepared once at start.
@@ -38,6 +42,8 @@ pub(crate) struct SourceEntry {
     pub auth: Authenticator,
     pub max_body_bytes: u64,
     pub dedup_key: Option<Expr>,
+    /// Checked over the body before publishing, when set.
+    pub signature: Option<Signature>,
 }
 
 /// Sources by exact path. Fails on a path ingress reserves or two sources on one path.
@@ -54,6 +60,12 @@ pub(crate) fn sources(integration: &Integration) -> Result<HashMap<String, Sourc
         }
         if let Some(other) = table.get(&source.path) {
             return Err(conflict(format!("source {}", other.name)));
+        }
+        if let Some(signature) = &source.signature {
+            verify::check(signature).map_err(|cause| Error::SignatureSetup {
+                source_name: name.clone(),
+                cause,
+            })?;
         }
         let mut methods = Vec::new();
         for m in &source.methods {
@@ -77,6 +89,7 @@ pub(crate) fn sources(integration: &Integration) -> Result<HashMap<String, Sourc
                 auth: Authenticator::new(&source.auth),
                 max_body_bytes: source.max_body_bytes,
                 dedup_key: source.dedup_key.clone(),
+                signature: source.signature.clone(),
             },
         );
     }
@@ -141,6 +154,13 @@ async fn accept(app: &App, request: Request) -> Result<Response, Error> {
     let body = body::read(body, source.max_body_bytes)
         .await
         .map_err(|e| log_too_large(source, e))?;
+    if let Some(signature) = &source.signature {
+        // The exact bytes read, before anything could re-encode them.
+        verify::verify(signature, &parts.headers, &body, SystemTime::now()).map_err(|reason| {
+            tracing::warn!(source = %source.name, kind = reason.kind(), %reason, "request refused: bad signature");
+            Error::Signature(reason)
+        })?;
+    }
     let envelope = event::envelope(
         source,
         Received {

@@ -26,6 +26,180 @@ pub struct Source {
     /// The sender's delivery id, used to store a retried delivery once, e.g.
     /// `{ header = "X-Shop-Delivery-Id" }`. Without it the key is a hash of the body.
     pub dedup_key: Option<Expr>,
+    /// A signature the sender computes over the raw body, checked before the event is stored,
+    /// e.g. `{ scheme = "github", secrets = ["${env:GITHUB_WEBHOOK_SECRET}"] }`. Default: none.
+    #[serde(default)]
+    pub signature: Option<Signature>,
+}
+
+/// How a source's requests are signed. Every scheme takes a list of `secrets`, each tried in
+/// turn, so a secret can be rotated without downtime: list the new one beside the old one,
+/// switch the sender over, then drop the old one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "scheme", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Signature {
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`): HMAC-SHA256
+    /// `v1` signatures with `whsec_…` secrets and ed25519 `v1a` signatures with `whpk_…` keys.
+    StandardWebhooks {
+        /// Secrets (`whsec_<base64>`) and public keys (`whpk_<base64>`), as secret references.
+        secrets: Vec<Secret>,
+        /// Largest difference between `webhook-timestamp` and the clock (default `5m`).
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+    Github {
+        /// Webhook secrets, as secret references.
+        secrets: Vec<Secret>,
+    },
+    /// Stripe: `Stripe-Signature: t=<timestamp>,v1=<hex HMAC-SHA256 of "{t}.{body}">`.
+    Stripe {
+        /// Endpoint signing secrets (`whsec_…`, used as is), as secret references.
+        secrets: Vec<Secret>,
+        /// Largest difference between `t` and the clock (default `5m`).
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    /// Shopify: `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256 of the body>`.
+    Shopify {
+        /// App client secrets, as secret references.
+        secrets: Vec<Secret>,
+    },
+    /// Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256 of "v0:{ts}:{body}">` with the timestamp
+    /// in `X-Slack-Request-Timestamp`.
+    Slack {
+        /// Signing secrets, as secret references.
+        secrets: Vec<Secret>,
+        /// Largest difference between `X-Slack-Request-Timestamp` and the clock (default `5m`).
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    /// Any other HMAC signature in one header, described by the fields below.
+    Hmac(HmacSignature),
+}
+
+/// A generic HMAC signature: `header = prefix + encoding(HMAC(secret, content))`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacSignature {
+    /// Shared secrets (used as raw bytes), as secret references.
+    pub secrets: Vec<Secret>,
+    /// Header holding the signature, e.g. `X-Signature`.
+    pub header: String,
+    /// Hash function of the HMAC: `sha256` (default), `sha1` or `sha512`.
+    #[serde(default)]
+    pub algorithm: HmacAlgorithm,
+    /// How the signature is written: `hex` (default) or `base64`.
+    #[serde(default)]
+    pub encoding: SignatureEncoding,
+    /// Text before the signature in the header, e.g. `sha256=` (default none).
+    pub prefix: Option<String>,
+    /// What is signed: a template of `{body}`, `{timestamp}` and `{id}` with literal text
+    /// between them, e.g. `"{timestamp}.{body}"` (default `"{body}"`).
+    #[serde(default = "default_content")]
+    pub content: String,
+    /// Header holding the Unix timestamp (seconds) put in `{timestamp}`; when set, requests
+    /// outside `tolerance` are refused.
+    pub timestamp_header: Option<String>,
+    /// Header holding the delivery id put in `{id}`.
+    pub id_header: Option<String>,
+    /// Largest difference between the timestamp header and the clock (default `5m`).
+    #[serde(default = "default_tolerance", with = "humantime_serde")]
+    pub tolerance: Duration,
+}
+
+/// Hash function of an HMAC signature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacAlgorithm {
+    /// HMAC-SHA256.
+    #[default]
+    Sha256,
+    /// HMAC-SHA1 (only for senders that offer nothing better).
+    Sha1,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+/// Text encoding of a signature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureEncoding {
+    /// Hexadecimal, either case.
+    #[default]
+    Hex,
+    /// Standard base64 (`+/`), padding optional.
+    Base64,
+}
+
+impl Signature {
+    /// The secrets of any scheme.
+    pub fn secrets(&self) -> &[Secret] {
+        match self {
+            Self::StandardWebhooks { secrets, .. }
+            | Self::Github { secrets }
+            | Self::Stripe { secrets, .. }
+            | Self::Shopify { secrets }
+            | Self::Slack { secrets, .. }
+            | Self::Hmac(HmacSignature { secrets, .. }) => secrets,
+        }
+    }
+
+    /// The secrets of any scheme, for resolving them.
+    pub fn secrets_mut(&mut self) -> &mut [Secret] {
+        match self {
+            Self::StandardWebhooks { secrets, .. }
+            | Self::Github { secrets }
+            | Self::Stripe { secrets, .. }
+            | Self::Shopify { secrets }
+            | Self::Slack { secrets, .. }
+            | Self::Hmac(HmacSignature { secrets, .. }) => secrets,
+        }
+    }
+}
+
+/// One piece of a [`HmacSignature::content`] template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentPart<'a> {
+    /// Text signed as is.
+    Literal(&'a str),
+    /// The raw request body.
+    Body,
+    /// The value of the timestamp header.
+    Timestamp,
+    /// The value of the id header.
+    Id,
+}
+
+/// Splits a content template into its pieces. `{` always opens a placeholder, which must be
+/// one of `{body}`, `{timestamp}` and `{id}`; the error names what is wrong.
+pub fn content_parts(template: &str) -> Result<Vec<ContentPart<'_>>, String> {
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(ContentPart::Literal(&rest[..open]));
+        }
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or_else(|| {
+            "unclosed '{' (placeholders are {body}, {timestamp} and {id})".to_owned()
+        })?;
+        parts.push(match &after[..close] {
+            "body" => ContentPart::Body,
+            "timestamp" => ContentPart::Timestamp,
+            "id" => ContentPart::Id,
+            other => {
+                return Err(format!(
+                    "unknown placeholder {{{other}}} (use {{body}}, {{timestamp}} or {{id}})"
+                ));
+            }
+        });
+        rest = &after[close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(ContentPart::Literal(rest));
+    }
+    Ok(parts)
 }
 
 /// Inbound authentication of a source.
@@ -176,6 +350,12 @@ fn default_methods() -> Vec<String> {
 }
 fn default_max_body_bytes() -> u64 {
     1024 * 1024
+}
+fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_content() -> String {
+    "{body}".to_owned()
 }
 fn default_max_deliver() -> u32 {
     5

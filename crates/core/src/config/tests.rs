@@ -182,3 +182,239 @@ fn a_service_resolves_only_the_secrets_in_its_scope() {
     };
     assert_eq!(client_secret.expose(), "e");
 }
+
+/// One source per signature scheme, as the README shows them.
+const SIGNED: &str = r#"
+[sources.standard]
+path = "/hooks/standard"
+signature = { scheme = "standard_webhooks", secrets = ["${env:SW_SECRET}", "${env:SW_PUBLIC_KEY}"] }
+
+[sources.github]
+path = "/hooks/github"
+signature = { scheme = "github", secrets = ["${env:GH_SECRET}"] }
+
+[sources.stripe]
+path = "/hooks/stripe"
+signature = { scheme = "stripe", secrets = ["${env:STRIPE_SECRET}"], tolerance = "3m" }
+
+[sources.shopify]
+path = "/hooks/shopify"
+signature = { scheme = "shopify", secrets = ["${env:SHOPIFY_SECRET}"] }
+
+[sources.slack]
+path = "/hooks/slack"
+signature = { scheme = "slack", secrets = ["${env:SLACK_SECRET}"] }
+
+[sources.custom]
+path = "/hooks/custom"
+
+[sources.custom.signature]
+scheme = "hmac"
+secrets = ["${env:CUSTOM_OLD}", "${env:CUSTOM_NEW}"]
+header = "X-Signature"
+algorithm = "sha512"
+encoding = "base64"
+prefix = "sha512="
+content = "{id}.{timestamp}.{body}"
+timestamp_header = "X-Timestamp"
+id_header = "X-Delivery"
+tolerance = "90s"
+"#;
+
+fn env_signed(name: &str) -> Option<String> {
+    Some(format!("value-of-{name}"))
+}
+
+fn signed_source(text: &str, signature: &str) -> String {
+    format!("{text}[sources.s]\npath = \"/s\"\nsignature = {signature}\n")
+}
+
+fn signature_problems(signature: &str) -> Vec<Problem> {
+    match Integration::parse(&signed_source("", signature), &env_signed) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems().to_vec(),
+    }
+}
+
+#[test]
+fn every_signature_scheme_parses_and_its_secrets_resolve_for_ingress() {
+    let i = Integration::parse_scoped(SIGNED, &env_signed, SecretScope::Sources).expect("valid");
+    let five_minutes = std::time::Duration::from_secs(300);
+    let signature = |name: &str| i.sources[name].signature.clone().expect("signed");
+    let Signature::StandardWebhooks { secrets, tolerance } = signature("standard") else {
+        panic!("standard_webhooks")
+    };
+    assert_eq!(tolerance, five_minutes);
+    let values: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+    assert_eq!(values, ["value-of-SW_SECRET", "value-of-SW_PUBLIC_KEY"]);
+    assert!(matches!(signature("github"), Signature::Github { .. }));
+    let Signature::Stripe { tolerance, .. } = signature("stripe") else {
+        panic!("stripe")
+    };
+    assert_eq!(tolerance, std::time::Duration::from_secs(180));
+    assert!(matches!(signature("shopify"), Signature::Shopify { .. }));
+    assert!(
+        matches!(signature("slack"), Signature::Slack { tolerance, .. } if tolerance == five_minutes)
+    );
+    let Signature::Hmac(hmac) = signature("custom") else {
+        panic!("hmac")
+    };
+    assert_eq!(hmac.header, "X-Signature");
+    assert_eq!(hmac.algorithm, HmacAlgorithm::Sha512);
+    assert_eq!(hmac.encoding, SignatureEncoding::Base64);
+    assert_eq!(hmac.prefix.as_deref(), Some("sha512="));
+    assert_eq!(hmac.timestamp_header.as_deref(), Some("X-Timestamp"));
+    assert_eq!(hmac.id_header.as_deref(), Some("X-Delivery"));
+    assert_eq!(hmac.tolerance, std::time::Duration::from_secs(90));
+    assert_eq!(hmac.secrets[1].expose(), "value-of-CUSTOM_NEW");
+}
+
+#[test]
+fn hmac_signature_defaults_to_hex_sha256_of_the_body() {
+    let text = signed_source(
+        "",
+        r#"{ scheme = "hmac", secrets = ["${env:S}"], header = "X-Sig" }"#,
+    );
+    let i = Integration::parse(&text, &env_signed).expect("valid");
+    let Some(Signature::Hmac(hmac)) = &i.sources["s"].signature else {
+        panic!("hmac")
+    };
+    assert_eq!(hmac.algorithm, HmacAlgorithm::Sha256);
+    assert_eq!(hmac.encoding, SignatureEncoding::Hex);
+    assert_eq!(hmac.prefix, None);
+    assert_eq!(hmac.content, "{body}");
+    assert_eq!(hmac.tolerance, std::time::Duration::from_secs(300));
+}
+
+#[test]
+fn signature_secrets_stay_unresolved_outside_the_sources_scope() {
+    let i = Integration::parse_scoped(SIGNED, &|_| None, SecretScope::Connections)
+        .expect("no source secret is needed");
+    assert_eq!(
+        i.sources["github"]
+            .signature
+            .as_ref()
+            .expect("signed")
+            .secrets()[0]
+            .expose(),
+        ""
+    );
+    let err = Integration::parse_scoped(
+        SIGNED,
+        &|n| (n != "CUSTOM_NEW").then(|| "x".to_owned()),
+        SecretScope::Sources,
+    )
+    .expect_err("one secret missing");
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["sources.custom.signature.secrets[1]"]);
+}
+
+#[test]
+fn signature_needs_at_least_one_secret_and_refuses_literals() {
+    let p = signature_problems(r#"{ scheme = "github", secrets = [] }"#);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "sources.s.signature.secrets");
+    let p = signature_problems(r#"{ scheme = "github", secrets = ["hunter2-literal"] }"#);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(!p[0].to_string().contains("hunter2"), "{}", p[0]);
+}
+
+#[test]
+fn unknown_scheme_or_key_in_a_signature_is_an_error() {
+    assert_eq!(
+        signature_problems(r#"{ scheme = "gitlab", secrets = ["${env:S}"] }"#).len(),
+        1
+    );
+    // GitHub signatures carry no timestamp, so a tolerance would be a silent no-op.
+    assert_eq!(
+        signature_problems(r#"{ scheme = "github", secrets = ["${env:S}"], tolerance = "5m" }"#)
+            .len(),
+        1
+    );
+    assert_eq!(
+        signature_problems(r#"{ scheme = "slack", secret = ["${env:S}"] }"#).len(),
+        1
+    );
+    assert_eq!(
+        signature_problems(
+            r#"{ scheme = "hmac", secrets = ["${env:S}"], header = "X-Sig", encoding = "base32" }"#
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn zero_tolerance_is_refused() {
+    let p =
+        signature_problems(r#"{ scheme = "stripe", secrets = ["${env:S}"], tolerance = "0s" }"#);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "sources.s.signature.tolerance");
+}
+
+#[test]
+fn hmac_header_and_content_template_are_checked() {
+    let hmac = |extra: &str| {
+        signature_problems(&format!(
+            r#"{{ scheme = "hmac", secrets = ["${{env:S}}"], {extra} }}"#
+        ))
+        .into_iter()
+        .map(|p| p.key)
+        .collect::<Vec<_>>()
+    };
+    let header = "sources.s.signature.header";
+    let content = "sources.s.signature.content";
+    assert_eq!(hmac(r#"header = """#), [header]);
+    assert_eq!(hmac(r#"header = "X Sig""#), [header]);
+    assert_eq!(
+        hmac(r#"header = "X-Sig", timestamp_header = "", content = "{timestamp}.{body}""#),
+        ["sources.s.signature.timestamp_header"]
+    );
+    for bad in [
+        "{body}.{nonce}",
+        "{body",
+        "{timestamp}.{body}",
+        "{id}.{body}",
+        "",
+    ] {
+        assert_eq!(
+            hmac(&format!(r#"header = "X-Sig", content = "{bad}""#)),
+            [content],
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        hmac(r#"header = "X-Sig", timestamp_header = "X-Ts""#),
+        [content],
+        "an unsigned timestamp is refused"
+    );
+    assert!(
+        hmac(r#"header = "X-Sig", timestamp_header = "X-Ts", id_header = "X-Id", content = "v1:{id}:{timestamp}:{body}}""#)
+            .is_empty()
+    );
+}
+
+#[test]
+fn content_templates_split_into_parts() {
+    use ContentPart::{Body, Id, Literal, Timestamp};
+    assert_eq!(content_parts("{body}"), Ok(vec![Body]));
+    assert_eq!(
+        content_parts("v0:{timestamp}:{body}"),
+        Ok(vec![Literal("v0:"), Timestamp, Literal(":"), Body])
+    );
+    assert_eq!(
+        content_parts("{id}.{timestamp}.{body}}"),
+        Ok(vec![
+            Id,
+            Literal("."),
+            Timestamp,
+            Literal("."),
+            Body,
+            Literal("}")
+        ])
+    );
+    assert_eq!(content_parts(""), Ok(vec![]));
+    assert!(content_parts("{}").is_err());
+    assert!(content_parts("{Body}").is_err());
+    assert!(content_parts("{body").is_err());
+}

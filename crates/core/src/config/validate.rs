@@ -3,7 +3,10 @@
 
 use toml::de::{DeArray, DeTable, DeValue};
 
-use super::{ConnectionAuth, EnvLookup, Integration, Problem, SecretScope, SourceAuth, Step};
+use super::{
+    ConnectionAuth, ContentPart, EnvLookup, HmacSignature, Integration, Problem, SecretScope,
+    Signature, SourceAuth, Step, content_parts,
+};
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -87,6 +90,9 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
                 format!("{key}.auth.username"),
                 "must be non-empty and contain no ':'",
             );
+        }
+        if let Some(signature) = &source.signature {
+            check_signature(problems, &format!("{key}.signature"), signature);
         }
     }
 
@@ -214,6 +220,75 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
     }
 }
 
+fn check_signature(problems: &mut Vec<Problem>, key: &str, signature: &Signature) {
+    if signature.secrets().is_empty() {
+        push(
+            problems,
+            format!("{key}.secrets"),
+            "must list at least one secret",
+        );
+    }
+    let tolerance = match signature {
+        Signature::StandardWebhooks { tolerance, .. }
+        | Signature::Stripe { tolerance, .. }
+        | Signature::Slack { tolerance, .. }
+        | Signature::Hmac(HmacSignature { tolerance, .. }) => Some(tolerance),
+        Signature::Github { .. } | Signature::Shopify { .. } => None,
+    };
+    if tolerance.is_some_and(|t| t.is_zero()) {
+        push(
+            problems,
+            format!("{key}.tolerance"),
+            "must be greater than 0",
+        );
+    }
+    let Signature::Hmac(hmac) = signature else {
+        return;
+    };
+    let mut check_header = |field: &str, name: &str| {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            push(
+                problems,
+                format!("{key}.{field}"),
+                "must be a non-empty, valid HTTP header name",
+            );
+        }
+    };
+    check_header("header", &hmac.header);
+    if let Some(name) = &hmac.timestamp_header {
+        check_header("timestamp_header", name);
+    }
+    if let Some(name) = &hmac.id_header {
+        check_header("id_header", name);
+    }
+    let content_key = format!("{key}.content");
+    let parts = match content_parts(&hmac.content) {
+        Ok(parts) => parts,
+        Err(message) => return push(problems, content_key, message),
+    };
+    if !parts.contains(&ContentPart::Body) {
+        push(problems, content_key.clone(), "must sign {body}");
+    }
+    let signs_timestamp = parts.contains(&ContentPart::Timestamp);
+    match (signs_timestamp, &hmac.timestamp_header) {
+        (true, None) => push(
+            problems,
+            content_key.clone(),
+            "{timestamp} needs timestamp_header",
+        ),
+        // An unsigned timestamp can be rewritten by anyone replaying a request.
+        (false, Some(_)) => push(
+            problems,
+            content_key.clone(),
+            "must sign {timestamp} when timestamp_header is set",
+        ),
+        _ => {}
+    }
+    if parts.contains(&ContentPart::Id) && hmac.id_header.is_none() {
+        push(problems, content_key, "{id} needs id_header");
+    }
+}
+
 pub(super) fn resolve_secrets(
     i: &mut Integration,
     env: EnvLookup<'_>,
@@ -231,6 +306,11 @@ pub(super) fn resolve_secrets(
     for (name, source) in i.sources.iter_mut().filter(|_| sources) {
         if let SourceAuth::Basic { password, .. } = &mut source.auth {
             resolve(format!("sources.{name}.auth.password"), password);
+        }
+        if let Some(signature) = &mut source.signature {
+            for (n, secret) in signature.secrets_mut().iter_mut().enumerate() {
+                resolve(format!("sources.{name}.signature.secrets[{n}]"), secret);
+            }
         }
     }
     for (name, conn) in &mut i.connections {

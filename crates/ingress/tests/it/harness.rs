@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use async_nats::jetstream;
 use hookyard_core::{
     Integration,
-    config::{Secret, SecretRef, Source, SourceAuth},
+    config::{Secret, SecretRef, Signature, Source, SourceAuth},
     envelope::HEADER_EVENT_ID,
     expr::Expr,
     streams::Topology,
@@ -25,6 +25,10 @@ pub const LIMIT: usize = 1024;
 pub const SHOP: &str = "/hooks/shop";
 /// Source without auth, deduplicated by body hash.
 pub const OPEN: &str = "/hooks/open";
+/// Source signed the GitHub way with [`GITHUB_SECRET`].
+pub const GITHUB: &str = "/hooks/github";
+/// The secret of GitHub's documentation example.
+pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
 
 pub fn integration() -> Integration {
     let source = |path: &str, auth: SourceAuth, dedup_key: Option<Expr>| Source {
@@ -34,6 +38,7 @@ pub fn integration() -> Integration {
         max_body_bytes: LIMIT as u64,
         event_type: None,
         dedup_key,
+        signature: None,
     };
     let mut sources = BTreeMap::new();
     sources.insert(
@@ -48,6 +53,14 @@ pub fn integration() -> Integration {
         ),
     );
     sources.insert("open".to_owned(), source(OPEN, SourceAuth::None, None));
+    let mut github = source(GITHUB, SourceAuth::None, None);
+    github.signature = Some(Signature::Github {
+        secrets: vec![Secret::from_value(
+            SecretRef::Env("GITHUB_SECRET".into()),
+            GITHUB_SECRET,
+        )],
+    });
+    sources.insert("github".to_owned(), github);
     Integration {
         sources,
         ..Default::default()

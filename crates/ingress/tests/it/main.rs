@@ -6,3 +6,4 @@ mod harness;
 mod accept;
 mod availability;
 mod refuse;
+mod signature;
