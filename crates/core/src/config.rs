@@ -11,6 +11,8 @@
 //! handlers or connections, unresolvable secrets — each with the key it concerns and, where the
 //! key is in the file, its line. The model is in [`model`], secret references in [`secret`].
 
+pub mod handshake;
+pub mod inbound;
 pub mod model;
 pub mod secret;
 mod validate;
@@ -19,6 +21,8 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::Deserialize;
 
+pub use handshake::{EchoHandshake, EchoWhen, Handshake};
+pub use inbound::{RateLimit, parse_cidr};
 pub use model::*;
 pub use secret::{EnvLookup, Secret, SecretError, SecretRef};
 

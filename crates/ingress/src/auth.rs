@@ -1,15 +1,25 @@
-//! Inbound authentication of a source: none, or HTTP basic (RFC 7617) compared in constant time.
+//! Inbound authentication of a source, compared in constant time: none, HTTP basic (RFC 7617)
+//! in `Authorization` or base64 in a query parameter (`query_basic`), or a shared key in a
+//! header or query parameter (`api_key`).
 //!
-//! The expected user name and password are kept only as SHA-256 digests, and a presented pair
-//! is hashed before comparing, so neither the comparison time nor the lengths tell a sender how
-//! close a guess was. Both halves are always compared (no short circuit on a wrong user name).
+//! The expected user name, passwords and keys are kept only as SHA-256 digests, and what is
+//! presented is hashed before comparing, so neither the comparison time nor the lengths tell a
+//! sender how close a guess was. Both halves of a pair are always compared (no short circuit on
+//! a wrong user name), and every configured password or key is compared, so the time does not
+//! tell which one was close either.
+//!
+//! Submodule `query`: finding and removing a credential in the query string.
+
+mod query;
+
+use std::borrow::Cow;
 
 use base64::{
     Engine, alphabet,
     engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
 };
 use hookyard_core::config::SourceAuth;
-use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+use http::{HeaderMap, HeaderName, HeaderValue, header::AUTHORIZATION};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -42,6 +52,27 @@ pub enum AuthError {
     /// Well-formed credentials that do not match.
     #[error("wrong credentials")]
     Rejected,
+    /// No API key, or no `query_basic` parameter.
+    #[error("missing credentials")]
+    KeyMissing,
+    /// A repeated or overlong key or parameter, or `query_basic` credentials that cannot be
+    /// decoded.
+    #[error("malformed credentials")]
+    KeyMalformed,
+    /// A key or `query_basic` credentials that do not match.
+    #[error("wrong credentials")]
+    KeyRejected,
+}
+
+impl AuthError {
+    /// Whether the 401 carries the `Basic` challenge: only for `Authorization: Basic`, the one
+    /// scheme a client can answer a challenge with.
+    pub fn challenges(self) -> bool {
+        matches!(
+            self,
+            Self::Missing | Self::WrongScheme | Self::Malformed | Self::Rejected
+        )
+    }
 }
 
 /// A user name and password taken from a `Basic` header. Never printed.
@@ -74,6 +105,11 @@ pub fn parse_basic(value: &HeaderValue) -> Result<Credentials, AuthError> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(AuthError::WrongScheme);
     }
+    decode_pair(token.as_bytes())
+}
+
+/// Decodes `base64(user:password)`; anything else is [`AuthError::Malformed`].
+fn decode_pair(token: &[u8]) -> Result<Credentials, AuthError> {
     if token.is_empty() {
         return Err(AuthError::Malformed);
     }
@@ -86,60 +122,27 @@ pub fn parse_basic(value: &HeaderValue) -> Result<Credentials, AuthError> {
     })
 }
 
-/// The check one source applies to every request.
+/// Digests of an expected user name and its accepted passwords.
 #[derive(Clone)]
-pub(crate) enum Authenticator {
-    /// Anyone may send.
-    None,
-    /// HTTP basic; digests of the expected user name and password.
-    Basic {
-        username: [u8; 32],
-        password: [u8; 32],
-    },
+pub(crate) struct Pair {
+    username: [u8; 32],
+    passwords: Vec<[u8; 32]>,
 }
 
-impl std::fmt::Debug for Authenticator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::None => f.write_str("None"),
-            Self::Basic { .. } => f.write_str("Basic(..)"),
-        }
-    }
-}
-
-fn digest(text: &str) -> [u8; 32] {
-    Sha256::digest(text.as_bytes()).into()
-}
-
-impl Authenticator {
-    pub(crate) fn new(auth: &SourceAuth) -> Self {
-        match auth {
-            SourceAuth::None => Self::None,
-            SourceAuth::Basic { username, password } => Self::Basic {
-                username: digest(username),
-                password: digest(password.expose()),
-            },
+impl Pair {
+    fn new(username: &str, auth: &SourceAuth) -> Self {
+        Self {
+            username: digest(username.as_bytes()),
+            passwords: auth
+                .passwords()
+                .map(|p| digest(p.expose().as_bytes()))
+                .collect(),
         }
     }
 
-    /// True when the request's `Authorization` header was consumed by this check, so it is a
-    /// credential ingress has verified rather than data for a handler.
-    pub(crate) fn consumes_authorization(&self) -> bool {
-        matches!(self, Self::Basic { .. })
-    }
-
-    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), AuthError> {
-        let Self::Basic { username, password } = self else {
-            return Ok(());
-        };
-        let mut values = headers.get_all(AUTHORIZATION).iter();
-        let value = values.next().ok_or(AuthError::Missing)?;
-        if values.next().is_some() {
-            return Err(AuthError::Malformed);
-        }
-        let presented = parse_basic(value)?;
-        let user_ok = digest(&presented.username).ct_eq(username);
-        let password_ok = digest(&presented.password).ct_eq(password);
+    fn check(&self, presented: &Credentials) -> Result<(), AuthError> {
+        let user_ok = digest(presented.username.as_bytes()).ct_eq(&self.username);
+        let password_ok = any_matches(presented.password.as_bytes(), &self.passwords);
         if bool::from(user_ok & password_ok) {
             Ok(())
         } else {
@@ -148,150 +151,144 @@ impl Authenticator {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hookyard_core::config::{Secret, SecretRef};
+/// Compares the digest of `presented` with every one of `expected`, without stopping early.
+fn any_matches(presented: &[u8], expected: &[[u8; 32]]) -> subtle::Choice {
+    let presented = digest(presented);
+    expected
+        .iter()
+        .fold(subtle::Choice::from(0), |ok, e| ok | presented.ct_eq(e))
+}
 
-    fn header(text: &str) -> HeaderValue {
-        HeaderValue::from_str(text).expect("valid header value")
-    }
+/// The check one source applies to every request.
+#[derive(Clone)]
+pub(crate) enum Authenticator {
+    /// Anyone may send.
+    None,
+    /// HTTP basic in `Authorization`.
+    Basic(Pair),
+    /// Basic credentials, base64 `user:password`, in a query parameter.
+    QueryBasic { param: String, pair: Pair },
+    /// A key in a header; `None` for a name that is not a header name (refused at start, so
+    /// only reachable in tests), which nothing matches.
+    HeaderKey {
+        header: Option<HeaderName>,
+        keys: Vec<[u8; 32]>,
+    },
+    /// A key in a query parameter.
+    QueryKey { param: String, keys: Vec<[u8; 32]> },
+}
 
-    fn basic(raw: &[u8]) -> HeaderValue {
-        header(&format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(raw)
-        ))
-    }
-
-    fn parse(value: &HeaderValue) -> Result<(String, String), AuthError> {
-        parse_basic(value).map(|c| (c.username, c.password))
-    }
-
-    #[test]
-    fn valid_credentials_parse() {
-        assert_eq!(
-            parse(&basic(b"shop:s3cret")),
-            Ok(("shop".into(), "s3cret".into()))
-        );
-    }
-
-    #[test]
-    fn scheme_is_case_insensitive_and_padding_optional() {
-        assert_eq!(
-            parse(&header("bAsIc   c2hvcDpz")),
-            Ok(("shop".into(), "s".into()))
-        );
-        // "a:bc" is YTpiYw== with padding
-        assert_eq!(
-            parse(&header("Basic YTpiYw")),
-            Ok(("a".into(), "bc".into()))
-        );
-    }
-
-    #[test]
-    fn password_may_contain_colons() {
-        assert_eq!(
-            parse(&basic(b"shop:a:b::c")),
-            Ok(("shop".into(), "a:b::c".into()))
-        );
-        assert_eq!(parse(&basic(b":")), Ok((String::new(), String::new())));
-    }
-
-    #[test]
-    fn bad_base64_is_malformed() {
-        assert_eq!(
-            parse(&header("Basic !!!notbase64")),
-            Err(AuthError::Malformed)
-        );
-        assert_eq!(parse(&header("Basic c2hv cDpz")), Err(AuthError::Malformed));
-    }
-
-    #[test]
-    fn missing_colon_is_malformed() {
-        assert_eq!(parse(&basic(b"shops3cret")), Err(AuthError::Malformed));
-    }
-
-    #[test]
-    fn other_schemes_are_refused() {
-        assert_eq!(parse(&header("Bearer abc")), Err(AuthError::WrongScheme));
-        assert_eq!(parse(&header("Basicc2hvcDpz")), Err(AuthError::WrongScheme));
-        assert_eq!(parse(&header("c2hvcDpz")), Err(AuthError::WrongScheme));
-    }
-
-    #[test]
-    fn empty_values_are_refused() {
-        assert_eq!(parse(&header("")), Err(AuthError::WrongScheme));
-        assert_eq!(parse(&header("Basic")), Err(AuthError::Malformed));
-        assert_eq!(parse(&header("Basic   ")), Err(AuthError::Malformed));
-    }
-
-    #[test]
-    fn non_utf8_is_malformed() {
-        let raw = HeaderValue::from_bytes(b"Basic \xff\xfe").expect("opaque header value");
-        assert_eq!(parse(&raw), Err(AuthError::Malformed));
-        assert_eq!(parse(&basic(b"shop:\xff\xfe")), Err(AuthError::Malformed));
-    }
-
-    #[test]
-    fn huge_header_is_malformed_without_decoding() {
-        let huge = "A".repeat(1024 * 1024);
-        assert_eq!(
-            parse(&header(&format!("Basic {huge}"))),
-            Err(AuthError::Malformed)
-        );
-    }
-
-    fn authenticator() -> Authenticator {
-        Authenticator::new(&SourceAuth::Basic {
-            username: "shop".into(),
-            password: Secret::from_value(SecretRef::Env("PW".into()), "pa:ss"),
-        })
-    }
-
-    fn headers(values: &[HeaderValue]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for v in values {
-            map.append(AUTHORIZATION, v.clone());
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Basic(_) => f.write_str("Basic(..)"),
+            Self::QueryBasic { param, .. } => write!(f, "QueryBasic({param}, ..)"),
+            Self::HeaderKey { header, .. } => write!(f, "HeaderKey({header:?}, ..)"),
+            Self::QueryKey { param, .. } => write!(f, "QueryKey({param}, ..)"),
         }
-        map
-    }
-
-    #[test]
-    fn check_accepts_only_the_configured_pair() {
-        let auth = authenticator();
-        assert_eq!(auth.check(&headers(&[basic(b"shop:pa:ss")])), Ok(()));
-        assert_eq!(
-            auth.check(&headers(&[basic(b"shop:pa:sx")])),
-            Err(AuthError::Rejected)
-        );
-        assert_eq!(
-            auth.check(&headers(&[basic(b"shoq:pa:ss")])),
-            Err(AuthError::Rejected)
-        );
-        assert_eq!(
-            auth.check(&headers(&[basic(b"shop:pa")])),
-            Err(AuthError::Rejected)
-        );
-        assert_eq!(auth.check(&headers(&[])), Err(AuthError::Missing));
-        assert_eq!(
-            auth.check(&headers(&[basic(b"shop:pa:ss"), basic(b"shop:pa:ss")])),
-            Err(AuthError::Malformed)
-        );
-    }
-
-    #[test]
-    fn none_accepts_anything() {
-        let auth = Authenticator::new(&SourceAuth::None);
-        assert_eq!(auth.check(&headers(&[])), Ok(()));
-        assert!(!auth.consumes_authorization());
-    }
-
-    #[test]
-    fn debug_output_hides_secrets() {
-        let text = format!("{:?}", authenticator());
-        assert_eq!(text, "Basic(..)");
-        let creds = parse_basic(&basic(b"shop:pa:ss")).expect("valid");
-        assert!(!format!("{creds:?}").contains("pa:ss"));
     }
 }
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl Authenticator {
+    pub(crate) fn new(auth: &SourceAuth) -> Self {
+        let keys = |keys: &[hookyard_core::config::Secret]| {
+            keys.iter().map(|k| digest(k.expose().as_bytes())).collect()
+        };
+        match auth {
+            SourceAuth::None => Self::None,
+            SourceAuth::Basic { username, .. } => Self::Basic(Pair::new(username, auth)),
+            SourceAuth::QueryBasic {
+                param, username, ..
+            } => Self::QueryBasic {
+                param: param.clone(),
+                pair: Pair::new(username, auth),
+            },
+            SourceAuth::ApiKey {
+                header: Some(header),
+                keys: k,
+                ..
+            } => Self::HeaderKey {
+                header: HeaderName::from_bytes(header.as_bytes()).ok(),
+                keys: keys(k),
+            },
+            SourceAuth::ApiKey {
+                header: None,
+                query,
+                keys: k,
+            } => Self::QueryKey {
+                param: query.clone().unwrap_or_default(),
+                keys: keys(k),
+            },
+        }
+    }
+
+    /// The header this check consumed, if any: a credential ingress has verified rather than
+    /// data for a handler, so it is not stored.
+    pub(crate) fn consumed_header(&self) -> Option<&HeaderName> {
+        match self {
+            Self::Basic(_) => Some(&AUTHORIZATION),
+            Self::HeaderKey { header, .. } => header.as_ref(),
+            Self::None | Self::QueryBasic { .. } | Self::QueryKey { .. } => None,
+        }
+    }
+
+    /// The query as stored: without the parameter this check consumed.
+    pub(crate) fn stored_query<'q>(&self, query: &'q str) -> Cow<'q, str> {
+        match self {
+            Self::QueryBasic { param, .. } | Self::QueryKey { param, .. } => {
+                Cow::Owned(query::without(query, param))
+            }
+            _ => Cow::Borrowed(query),
+        }
+    }
+
+    /// Checks a request's headers and query string (`None` when the URI has none).
+    pub(crate) fn check(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), AuthError> {
+        match self {
+            Self::None => Ok(()),
+            Self::Basic(pair) => {
+                let mut values = headers.get_all(AUTHORIZATION).iter();
+                let value = values.next().ok_or(AuthError::Missing)?;
+                if values.next().is_some() {
+                    return Err(AuthError::Malformed);
+                }
+                pair.check(&parse_basic(value)?)
+            }
+            Self::QueryBasic { param, pair } => {
+                let value = query::single_value(query, param)?;
+                let presented =
+                    decode_pair(value.trim_ascii()).map_err(|_| AuthError::KeyMalformed)?;
+                pair.check(&presented).map_err(|_| AuthError::KeyRejected)
+            }
+            Self::HeaderKey { header, keys } => {
+                let header = header.as_ref().ok_or(AuthError::KeyMissing)?;
+                let mut values = headers.get_all(header).iter();
+                let value = values.next().ok_or(AuthError::KeyMissing)?;
+                if values.next().is_some() || value.len() > MAX_HEADER_LEN {
+                    return Err(AuthError::KeyMalformed);
+                }
+                check_key(value.as_bytes(), keys)
+            }
+            Self::QueryKey { param, keys } => check_key(&query::single_value(query, param)?, keys),
+        }
+    }
+}
+
+fn check_key(presented: &[u8], keys: &[[u8; 32]]) -> Result<(), AuthError> {
+    if presented.is_empty() {
+        return Err(AuthError::KeyMissing);
+    }
+    if bool::from(any_matches(presented, keys)) {
+        Ok(())
+    } else {
+        Err(AuthError::KeyRejected)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,7 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::{
     auth::AuthError,
+    handshake::{self, HandshakeError},
     publish::PublishError,
     verify::{SetupError, VerifyError},
 };
@@ -39,6 +40,25 @@ pub enum Error {
         #[source]
         cause: SetupError,
     },
+    /// A source's handshake settings cannot be used (an empty secret).
+    #[error("source {source_name} has unusable handshake settings")]
+    HandshakeSetup {
+        /// Name of the source.
+        source_name: String,
+        /// What is wrong (names the setting, never its value).
+        #[source]
+        cause: handshake::SetupError,
+    },
+    /// A source's address, auth or rate settings cannot be used (a bad CIDR block, an empty
+    /// key or password, a zero rate).
+    #[error("source {source_name} has unusable access settings")]
+    AccessSetup {
+        /// Name of the source.
+        source_name: String,
+        /// What is wrong (names the setting, never a secret).
+        #[source]
+        cause: crate::access::SetupError,
+    },
     /// The HTTP server failed.
     #[error("failed to serve http")]
     Serve(#[source] std::io::Error),
@@ -57,6 +77,9 @@ pub enum Error {
     /// The request's signature did not verify.
     #[error("bad signature: {0}")]
     Signature(#[source] VerifyError),
+    /// A handshake request was refused (wrong verify token, unusable challenge).
+    #[error("handshake refused: {0}")]
+    Handshake(#[source] HandshakeError),
     /// The body is larger than the source accepts.
     #[error("body larger than {limit} bytes")]
     BodyTooLarge {
@@ -66,6 +89,24 @@ pub enum Error {
     /// The body could not be read (the sender went away or sent a broken encoding).
     #[error("failed to read the request body")]
     BodyRead(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The client address is not in the source's `allow_ips`.
+    #[error("client address not allowed")]
+    Forbidden,
+    /// The source's rate limit is spent.
+    #[error("too many requests")]
+    RateLimited {
+        /// Seconds until a request would be accepted (at least 1).
+        retry_after_secs: u64,
+    },
+    /// The `Content-Type` is not one the source accepts.
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+    /// The body did not arrive within the source's `read_timeout`.
+    #[error("body not received within {timeout:?}")]
+    BodyTimeout {
+        /// The source's `read_timeout`.
+        timeout: std::time::Duration,
+    },
     /// The event was not durably stored, so it must not be acknowledged.
     #[error("event store unavailable")]
     Unavailable {
@@ -86,10 +127,17 @@ impl Error {
             Self::Unauthorized(_) | Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::PathConflict { .. } | Self::SignatureSetup { .. } | Self::Serve(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::Handshake(reason) => reason.status(),
+            Self::PathConflict { .. }
+            | Self::SignatureSetup { .. }
+            | Self::HandshakeSetup { .. }
+            | Self::AccessSetup { .. }
+            | Self::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -102,8 +150,17 @@ impl Error {
             Self::Signature(reason) => reason.kind(),
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyRead(_) => "bad_body",
+            Self::Forbidden => "forbidden",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::Unavailable { .. } => "unavailable",
-            Self::PathConflict { .. } | Self::SignatureSetup { .. } | Self::Serve(_) => "internal",
+            Self::Handshake(reason) => reason.kind(),
+            Self::PathConflict { .. }
+            | Self::SignatureSetup { .. }
+            | Self::HandshakeSetup { .. }
+            | Self::AccessSetup { .. }
+            | Self::Serve(_) => "internal",
         }
     }
 }
@@ -124,7 +181,7 @@ impl IntoResponse for Error {
         match &self {
             // Only basic auth has a challenge; a signature is not something a client retries
             // with other credentials.
-            Self::Unauthorized(_) => {
+            Self::Unauthorized(reason) if reason.challenges() => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(crate::auth::CHALLENGE),
@@ -135,7 +192,8 @@ impl IntoResponse for Error {
                     headers.insert(header::ALLOW, value);
                 }
             }
-            Self::Unavailable {
+            Self::RateLimited { retry_after_secs }
+            | Self::Unavailable {
                 retry_after_secs, ..
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use hookyard_core::{envelope, expr::Input};
 use hookyard_proto::event::v1::{Envelope, Header};
-use http::{HeaderMap, Method, Uri, header::AUTHORIZATION};
+use http::{HeaderMap, Method, Uri};
 
 use crate::routes::SourceEntry;
 
@@ -23,12 +23,12 @@ pub(crate) struct Received<'a> {
 
 /// Builds the envelope of an accepted request.
 pub(crate) fn envelope(source: &SourceEntry, request: Received<'_>) -> Envelope {
-    let drop_authorization = source.auth.consumes_authorization();
+    let consumed = source.auth.consumed_header();
     let headers: Vec<Header> = request
         .headers
         .iter()
         // A credential ingress has verified is not event data, and the stream is replayable.
-        .filter(|(name, _)| !(drop_authorization && *name == AUTHORIZATION))
+        .filter(|(name, _)| consumed != Some(*name))
         .map(|(name, value)| Header {
             name: name.as_str().to_owned(),
             value: value.as_bytes().to_vec(),
@@ -41,7 +41,10 @@ pub(crate) fn envelope(source: &SourceEntry, request: Received<'_>) -> Envelope 
         received_at_ms: request.received_at_ms,
         method: request.method.as_str().to_owned(),
         path: request.uri.path().to_owned(),
-        query: request.uri.query().unwrap_or_default().to_owned(),
+        query: source
+            .auth
+            .stored_query(request.uri.query().unwrap_or_default())
+            .into_owned(),
         headers,
         body: request.body.to_vec(),
         dedup_key,
@@ -70,7 +73,7 @@ mod tests {
     use super::*;
     use crate::auth::Authenticator;
     use hookyard_core::{config::SourceAuth, expr::Expr};
-    use http::HeaderValue;
+    use http::{HeaderValue, header::AUTHORIZATION};
 
     fn source(dedup_key: Option<Expr>) -> SourceEntry {
         SourceEntry {
@@ -78,9 +81,12 @@ mod tests {
             methods: vec![Method::POST],
             allow: "POST".into(),
             auth: Authenticator::new(&SourceAuth::None),
+            client: Default::default(),
+            limits: Default::default(),
             max_body_bytes: 1024,
             dedup_key,
             signature: None,
+            handshake: None,
         }
     }
 

@@ -10,7 +10,10 @@
 //! calls, stream and subject names or the envelope format (`hookyard-core`, `hookyard-proto`).
 //!
 //! Modules:
-//! - [`auth`]: `Authorization: Basic` parsing and constant-time checking;
+//! - `access`: the client address (`allow_ips`, `X-Forwarded-For` from `trusted_proxies`) and
+//!   the start-up check of inbound settings;
+//! - [`auth`]: constant-time checking of `basic`, `query_basic` and `api_key` credentials;
+//! - `limits`: per-source rate limit, accepted media types and body read timeout;
 //! - `body`: reading a body within `max_body_bytes`;
 //! - `event`: building the envelope, dedup key and event id from a request;
 //! - [`publish`]: the JetStream publish and its bounded wait for the ack;
@@ -18,6 +21,8 @@
 //! - `routes`: the router and the webhook handler;
 //! - [`verify`]: signature verification over the raw body (Standard Webhooks, GitHub, Stripe,
 //!   Shopify, Slack, generic HMAC);
+//! - [`handshake`]: verification requests (Slack, WebSub/Meta, Microsoft Graph, Zoom, echo)
+//!   answered by ingress itself, never stored;
 //! - [`error`]: the crate's error type and its mapping to HTTP statuses.
 //!
 //! Design choices:
@@ -34,12 +39,19 @@
 //!   [`Error::PathConflict`] rather than silently shadowing a route.
 //! - **Exact path match.** Source paths are looked up verbatim (no trailing-slash folding, no
 //!   patterns), so a configured path is never interpreted as routing syntax.
-//! - **Check order.** 404, 405, 401, then 413 from `Content-Length` without reading, then the
-//!   body is read through a limit: an unauthenticated sender never makes ingress read a body.
+//! - **Check order.** 404, 405, 403 (`allow_ips`), 429 (`rate_limit`), 401, 415
+//!   (`content_types`), then 413 from `Content-Length` without reading, then the body is read
+//!   through a limit within `read_timeout` (408): an unauthenticated sender never makes
+//!   ingress read a body.
 //!   Then the source's signature, if it has one, is checked (401, without a `WWW-Authenticate`
 //!   challenge, `error` naming the kind: `signature_missing`, `signature_malformed`, …) before
 //!   anything is published. A signature can only be checked over a body, so a source with a
 //!   signature and no `basic` auth reads up to `max_body_bytes` of an unsigned request.
+//! - **Handshakes are answered, never stored.** A source's `handshake` read from the query
+//!   string (WebSub/Meta, Microsoft Graph, `echo` by `query`) is answered after 403 and 429,
+//!   before 401, for `GET` or `POST` even when `methods` lacks it (other such requests still
+//!   get 405); one read from the body (Slack, Zoom, `echo` by `json_pointer`) only after the
+//!   signature passed. See [`handshake`].
 //! - **Signatures over the exact bytes.** Verification runs on the body as received, before
 //!   any parsing: the same JSON with other whitespace is another body and fails. Signature
 //!   headers are kept in the envelope as they came (they prove the sender, and are not secrets);
@@ -48,16 +60,21 @@
 //!   or not keys make [`run`] fail with [`Error::SignatureSetup`].
 //! - **Credentials are not event data.** For a `basic` source, the `Authorization` header ingress
 //!   verified is left out of the envelope, since `HOOKYARD_IN` is replayable and readable by
-//!   operators; every other header is kept as raw bytes. For an `none` source all headers are
-//!   kept, as a handler may need to check them.
+//!   operators; so is an `api_key` header, and the query parameter of a `query_basic` or query
+//!   `api_key` source is removed from the stored query (and the query is never logged). Every
+//!   other header is kept as raw bytes. For an `none` source all headers are kept, as a handler
+//!   may need to check them.
 //! - **No JSON on the hot path** unless the dedup expression is jq; the event type is the
 //!   router's job.
 
+mod access;
 pub mod auth;
 mod body;
 pub mod error;
 mod event;
+pub mod handshake;
 mod health;
+mod limits;
 pub mod publish;
 mod routes;
 pub mod verify;
@@ -137,9 +154,14 @@ pub async fn run(
     let address = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%address, sources = source_count, "ingress listening");
 
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    // The peer address is needed for `allow_ips`. axum::serve builds its hyper connection
+    // builder itself, so there is no header read timeout to set here beyond hyper's default.
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await;
     stop.cancel();
     if keeper.await.is_err() {
         tracing::warn!("readiness task failed");

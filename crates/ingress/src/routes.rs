@@ -4,30 +4,40 @@
 //! Sources are matched by exact path in a table rather than registered as axum routes, so a
 //! configured path is never read as axum route syntax (`{id}`, `*rest`) and cannot make the
 //! router panic. A request is refused as early and cheaply as possible: path (404), method
-//! (405), credentials (401), declared length (413), then the body is read within the limit
-//! (413), its signature checked (401) and the event is published (503 unless JetStream
-//! acknowledges it).
+//! (405), client address (403), rate (429), credentials (401), media type (415), declared
+//! length (413), then the body is read within the limit and the read timeout (413, 408), its
+//! signature checked (401) and the event is published (503 unless JetStream
+//! acknowledges it). Handshakes (see [`crate::handshake`]) are answered instead: query-string
+//! ones (any `GET`/`POST`) after the address and rate checks, before credentials; body ones after
+//! the signature check; neither is published.
 
-use std::{collections::HashMap, sync::Arc, time::SystemTime};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::SystemTime};
 
 use axum::{
     Json, Router,
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     response::{IntoResponse, Response},
     routing::get,
 };
 use hookyard_core::{
-    Integration, config::Signature, envelope::now_ms, expr::Expr, streams::Topology,
+    Integration,
+    config::{Handshake, Signature},
+    envelope::now_ms,
+    expr::Expr,
+    streams::Topology,
 };
 use http::{Method, StatusCode};
 use prost::Message;
 
 use crate::{
     Error,
+    access::{self, ClientFilter},
     auth::Authenticator,
     body,
     event::{self, Received},
+    handshake,
     health::{self, Readiness},
+    limits::Limits,
     publish::Publisher,
     verify,
 };
@@ -40,10 +50,16 @@ pub(crate) struct SourceEntry {
     /// `Allow` header value for 405 answers.
     pub allow: String,
     pub auth: Authenticator,
+    /// Who may send, by address.
+    pub client: ClientFilter,
+    /// Rate, media types and read timeout.
+    pub limits: Limits,
     pub max_body_bytes: u64,
     pub dedup_key: Option<Expr>,
     /// Checked over the body before publishing, when set.
     pub signature: Option<Signature>,
+    /// Verification requests answered instead of published, when set.
+    pub handshake: Option<Handshake>,
 }
 
 /// Sources by exact path. Fails on a path ingress reserves or two sources on one path.
@@ -61,12 +77,22 @@ pub(crate) fn sources(integration: &Integration) -> Result<HashMap<String, Sourc
         if let Some(other) = table.get(&source.path) {
             return Err(conflict(format!("source {}", other.name)));
         }
+        if let Some(handshake) = &source.handshake {
+            handshake::check(handshake).map_err(|cause| Error::HandshakeSetup {
+                source_name: name.clone(),
+                cause,
+            })?;
+        }
         if let Some(signature) = &source.signature {
             verify::check(signature).map_err(|cause| Error::SignatureSetup {
                 source_name: name.clone(),
                 cause,
             })?;
         }
+        access::check(source).map_err(|cause| Error::AccessSetup {
+            source_name: name.clone(),
+            cause,
+        })?;
         let mut methods = Vec::new();
         for m in &source.methods {
             match Method::from_bytes(m.as_bytes()) {
@@ -87,9 +113,15 @@ pub(crate) fn sources(integration: &Integration) -> Result<HashMap<String, Sourc
                 methods,
                 allow,
                 auth: Authenticator::new(&source.auth),
+                client: ClientFilter::new(source).map_err(|cause| Error::AccessSetup {
+                    source_name: name.clone(),
+                    cause,
+                })?,
+                limits: Limits::new(source),
                 max_body_bytes: source.max_body_bytes,
                 dedup_key: source.dedup_key.clone(),
                 signature: source.signature.clone(),
+                handshake: source.handshake.clone(),
             },
         );
     }
@@ -140,18 +172,37 @@ async fn accept(app: &App, request: Request) -> Result<Response, Error> {
     let received_at_ms = now_ms();
     let (parts, body) = request.into_parts();
     let source = app.sources.get(parts.uri.path()).ok_or(Error::NotFound)?;
-    if !source.methods.contains(&parts.method) {
+    // A query-string handshake may come with a method the source does not take otherwise.
+    let query_handshake = handshake::query(source, &parts);
+    if query_handshake.is_none() && !source.methods.contains(&parts.method) {
         return Err(Error::MethodNotAllowed {
             allow: source.allow.clone(),
         });
     }
-    if let Err(reason) = source.auth.check(&parts.headers) {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    if !source.client.allows(peer, &parts.headers) {
+        tracing::warn!(source = %source.name, ?peer, "request refused: address not allowed");
+        return Err(Error::Forbidden);
+    }
+    source.limits.check_rate().inspect_err(|_| {
+        tracing::info!(source = %source.name, "request refused: rate limit");
+    })?;
+    if let Some(outcome) = query_handshake {
+        return handshake::answer(source, outcome);
+    }
+    if let Err(reason) = source.auth.check(&parts.headers, parts.uri.query()) {
         tracing::warn!(source = %source.name, %reason, "request refused: unauthorized");
         return Err(Error::Unauthorized(reason));
     }
+    source.limits.check_content_type(&parts.headers)?;
     body::check_declared(&parts.headers, source.max_body_bytes)
         .map_err(|e| log_too_large(source, e))?;
-    let body = body::read(body, source.max_body_bytes)
+    let body = source
+        .limits
+        .read_body(body, source.max_body_bytes)
         .await
         .map_err(|e| log_too_large(source, e))?;
     if let Some(signature) = &source.signature {
@@ -160,6 +211,9 @@ async fn accept(app: &App, request: Request) -> Result<Response, Error> {
             tracing::warn!(source = %source.name, kind = reason.kind(), %reason, "request refused: bad signature");
             Error::Signature(reason)
         })?;
+    }
+    if let Some(answer) = handshake::after_verify(source, &body)? {
+        return Ok(answer);
     }
     let envelope = event::envelope(
         source,

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Deserializer};
 
-use super::secret::Secret;
+use super::{inbound::RateLimit, secret::Secret};
 use crate::expr::Expr;
 
 /// One listen endpoint a partner sends webhooks to.
@@ -21,6 +21,26 @@ pub struct Source {
     /// Largest body accepted, in bytes (default 1 MiB); larger requests get 413 unread.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// Client addresses allowed to send, as CIDR blocks or single addresses, e.g.
+    /// `["203.0.113.0/24", "2001:db8::/32"]`; others get 403. Default: any address.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    /// Proxies (CIDR blocks) whose `X-Forwarded-For` is believed: when the peer is one of them,
+    /// the client is the right-most address in the header that is not (default none).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Requests accepted per second with a burst, e.g. `{ per_second = 50, burst = 100 }`;
+    /// over it the sender gets 429 with `Retry-After`. Default: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Media types accepted, e.g. `["application/json"]` (parameters and case are ignored);
+    /// others get 415. Default: any.
+    #[serde(default)]
+    pub content_types: Vec<String>,
+    /// Longest wait for the whole body once the headers are in (default `10s`); slower
+    /// senders get 408.
+    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    pub read_timeout: Duration,
     /// Where the event type is read from, e.g. `{ header = "X-Shop-Topic" }` or `{ jq = ".type" }`.
     pub event_type: Option<Expr>,
     /// The sender's delivery id, used to store a retried delivery once, e.g.
@@ -30,6 +50,11 @@ pub struct Source {
     /// e.g. `{ scheme = "github", secrets = ["${env:GITHUB_WEBHOOK_SECRET}"] }`. Default: none.
     #[serde(default)]
     pub signature: Option<Signature>,
+    /// A verification request of the sender that ingress answers itself, never storing it,
+    /// e.g. `{ kind = "slack" }` or `{ kind = "websub", verify_token = "${env:META_VERIFY_TOKEN}" }`.
+    /// Default: none.
+    #[serde(default)]
+    pub handshake: Option<super::Handshake>,
 }
 
 /// How a source's requests are signed. Every scheme takes a list of `secrets`, each tried in
@@ -213,8 +238,37 @@ pub enum SourceAuth {
     Basic {
         /// Expected user name.
         username: String,
-        /// Expected password (a secret reference).
-        password: Secret,
+        /// Expected password (a secret reference); or `passwords`.
+        #[serde(default)]
+        password: Option<Secret>,
+        /// Several accepted passwords, any of which is accepted, to rotate without downtime;
+        /// or `password`.
+        #[serde(default)]
+        passwords: Vec<Secret>,
+    },
+    /// Basic credentials (`base64(user:password)`) in a query parameter, for senders that
+    /// cannot set headers (Boomi's convention). The parameter is not stored with the event.
+    QueryBasic {
+        /// Query parameter holding the credentials, e.g. `boomi_auth`.
+        param: String,
+        /// Expected user name.
+        username: String,
+        /// Expected password (a secret reference); or `passwords`.
+        #[serde(default)]
+        password: Option<Secret>,
+        /// Several accepted passwords (secret references); or `password`.
+        #[serde(default)]
+        passwords: Vec<Secret>,
+    },
+    /// A shared key in a header or a query parameter (set exactly one of `header` and
+    /// `query`), compared in constant time with every key in `keys`. It is not stored.
+    ApiKey {
+        /// Header holding the key, e.g. `X-Api-Key`.
+        header: Option<String>,
+        /// Query parameter holding the key, e.g. `api_key`.
+        query: Option<String>,
+        /// Accepted keys (secret references); several allow rotation.
+        keys: Vec<Secret>,
     },
 }
 
@@ -350,6 +404,9 @@ fn default_methods() -> Vec<String> {
 }
 fn default_max_body_bytes() -> u64 {
     1024 * 1024
+}
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_tolerance() -> Duration {
     Duration::from_secs(300)

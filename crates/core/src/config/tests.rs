@@ -161,7 +161,11 @@ fn patterns() {
 fn a_service_resolves_only_the_secrets_in_its_scope() {
     let only_shop = |n: &str| (n == "SHOP_WEBHOOK_PASSWORD").then(|| "p".to_owned());
     let i = Integration::parse_scoped(EXAMPLE, &only_shop, SecretScope::Sources).expect("ingress");
-    let SourceAuth::Basic { password, .. } = &i.sources["shop"].auth else {
+    let SourceAuth::Basic {
+        password: Some(password),
+        ..
+    } = &i.sources["shop"].auth
+    else {
         panic!("basic")
     };
     assert_eq!(password.expose(), "p");

@@ -82,6 +82,7 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
                 "must be greater than 0",
             );
         }
+        super::inbound::check(problems, &key, source);
         if let SourceAuth::Basic { username, .. } = &source.auth
             && (username.is_empty() || username.contains(':'))
         {
@@ -93,6 +94,9 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
         }
         if let Some(signature) = &source.signature {
             check_signature(problems, &format!("{key}.signature"), signature);
+        }
+        if let Some(handshake) = &source.handshake {
+            super::handshake::check(problems, &format!("{key}.handshake"), handshake);
         }
     }
 
@@ -304,13 +308,16 @@ pub(super) fn resolve_secrets(
         }
     };
     for (name, source) in i.sources.iter_mut().filter(|_| sources) {
-        if let SourceAuth::Basic { password, .. } = &mut source.auth {
-            resolve(format!("sources.{name}.auth.password"), password);
+        for (field, secret) in source.auth.secrets_mut() {
+            resolve(format!("sources.{name}.{field}"), secret);
         }
         if let Some(signature) = &mut source.signature {
             for (n, secret) in signature.secrets_mut().iter_mut().enumerate() {
                 resolve(format!("sources.{name}.signature.secrets[{n}]"), secret);
             }
+        }
+        if let Some((field, secret)) = source.handshake.as_mut().and_then(|h| h.secret_mut()) {
+            resolve(format!("sources.{name}.handshake.{field}"), secret);
         }
     }
     for (name, conn) in &mut i.connections {

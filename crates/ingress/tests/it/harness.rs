@@ -29,6 +29,10 @@ pub const OPEN: &str = "/hooks/open";
 pub const GITHUB: &str = "/hooks/github";
 /// The secret of GitHub's documentation example.
 pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+/// Slack-signed source answering Slack's `url_verification` (see `handshake.rs`).
+pub const SLACK: &str = "/hooks/slack";
+/// POST-only source answering WebSub verification GETs (see `handshake.rs`).
+pub const META: &str = "/hooks/meta";
 
 pub fn integration() -> Integration {
     let source = |path: &str, auth: SourceAuth, dedup_key: Option<Expr>| Source {
@@ -39,6 +43,12 @@ pub fn integration() -> Integration {
         event_type: None,
         dedup_key,
         signature: None,
+        handshake: None,
+        allow_ips: Vec::new(),
+        trusted_proxies: Vec::new(),
+        rate_limit: None,
+        content_types: Vec::new(),
+        read_timeout: Duration::from_secs(10),
     };
     let mut sources = BTreeMap::new();
     sources.insert(
@@ -47,7 +57,11 @@ pub fn integration() -> Integration {
             SHOP,
             SourceAuth::Basic {
                 username: USER.to_owned(),
-                password: Secret::from_value(SecretRef::Env("SHOP_PASSWORD".into()), PASSWORD),
+                password: Some(Secret::from_value(
+                    SecretRef::Env("SHOP_PASSWORD".into()),
+                    PASSWORD,
+                )),
+                passwords: Vec::new(),
             },
             Some(Expr::Header("X-Delivery-Id".to_owned())),
         ),
@@ -61,6 +75,10 @@ pub fn integration() -> Integration {
         )],
     });
     sources.insert("github".to_owned(), github);
+    let (name, slack) = crate::handshake::slack_source(source(SLACK, SourceAuth::None, None));
+    sources.insert(name, slack);
+    let (name, meta) = crate::handshake::websub_source(source(META, SourceAuth::None, None));
+    sources.insert(name, meta);
     Integration {
         sources,
         ..Default::default()
@@ -95,10 +113,30 @@ pub async fn spawn_with(
     topology: Topology,
     publish_timeout: Duration,
 ) -> anyhow::Result<Ingress> {
+    start(nats, topology, publish_timeout, integration()).await
+}
+
+/// Starts ingress serving `integration` in a fresh namespace and waits until it is ready.
+pub async fn spawn_serving(
+    nats: async_nats::Client,
+    integration: Integration,
+) -> anyhow::Result<Ingress> {
+    let topology = Topology::new(&unique_namespace("ing"));
+    let ingress = start(nats, topology, Duration::from_secs(5), integration).await?;
+    ingress.wait_ready(true).await?;
+    Ok(ingress)
+}
+
+async fn start(
+    nats: async_nats::Client,
+    topology: Topology,
+    publish_timeout: Duration,
+    integration: Integration,
+) -> anyhow::Result<Ingress> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let mut settings =
-        hookyard_ingress::Settings::new(Arc::new(integration()), nats.clone(), topology.clone());
+        hookyard_ingress::Settings::new(Arc::new(integration), nats.clone(), topology.clone());
     settings.publish_timeout = publish_timeout;
     settings.retry_after_secs = 7;
     let shutdown = CancellationToken::new();

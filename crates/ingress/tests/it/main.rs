@@ -4,6 +4,8 @@
 mod harness;
 
 mod accept;
+mod access;
 mod availability;
+mod handshake;
 mod refuse;
 mod signature;
