@@ -5,6 +5,13 @@
 //! streams are `T1_HOOKYARD_IN`, … and the subjects `t1.hookyard.in.<source>`, …; without one
 //! they are exactly the names in DESIGN.md.
 //!
+//! Duplicates are absorbed in two layers. Every stream has a `duplicate_window` (2 minutes):
+//! JetStream stores a repeated `Nats-Msg-Id` once, which collapses a publish retried after a
+//! lost ack. A sender that retries later (hours or days later, after a 503 it never saw or a
+//! timeout on its side) is caught by the KV bucket `HOOKYARD_DEDUP`, which remembers accepted
+//! event ids for [`StreamLimits::dedup_window`] (7 days): ingress answers such a retry 202 with
+//! the same id without storing it again.
+//!
 //! Ownership: ingress creates or updates `HOOKYARD_IN` at start; the router creates or updates
 //! `HOOKYARD_IN`, `HOOKYARD_WORK` and `HOOKYARD_DLQ` (it reads the first and writes the others);
 //! a worker creates or updates `HOOKYARD_WORK` and `HOOKYARD_DLQ` so it can bind its consumer
@@ -14,11 +21,12 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{
-    self,
+    self, kv,
     stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
 };
 
 const IN: &str = "HOOKYARD_IN";
+const DEDUP: &str = "HOOKYARD_DEDUP";
 const WORK: &str = "HOOKYARD_WORK";
 const DLQ: &str = "HOOKYARD_DLQ";
 /// Subject suffix of the dead-letter entries of events no route matched.
@@ -31,8 +39,14 @@ pub struct StreamLimits {
     pub in_max_age: Duration,
     /// Size cap of `HOOKYARD_IN`; past it ingress answers 503 (`discard: new`), never evicts.
     pub in_max_bytes: i64,
-    /// Window in which a repeated `Nats-Msg-Id` is stored once.
+    /// Window in which a repeated `Nats-Msg-Id` is stored once by the stream itself: covers
+    /// publish retries, not a sender retrying much later (see `dedup_window`).
     pub duplicate_window: Duration,
+    /// How long the `HOOKYARD_DEDUP` bucket remembers an accepted event id, so a sender's
+    /// retry within it is answered with the same id and not stored again.
+    pub dedup_window: Duration,
+    /// Size cap of the `HOOKYARD_DEDUP` bucket.
+    pub dedup_max_bytes: i64,
     /// Size cap of the work queue.
     pub work_max_bytes: i64,
     /// How long dead letters are kept.
@@ -43,7 +57,7 @@ pub struct StreamLimits {
 
 /// JetStream reserves each stream's `max_bytes` against the server's `max_file_store` (8 GB in
 /// `deploy/nats/nats-server.conf`) when the stream is created, so the defaults together stay
-/// well under it: 2 GiB + 1 GiB + 1 GiB.
+/// well under it: 2 GiB + 1 GiB + 1 GiB + 256 MiB (the dedup bucket is a stream too).
 impl Default for StreamLimits {
     fn default() -> Self {
         const GIB: i64 = 1024 * 1024 * 1024;
@@ -51,6 +65,9 @@ impl Default for StreamLimits {
             in_max_age: Duration::from_secs(7 * 24 * 3600),
             in_max_bytes: 2 * GIB,
             duplicate_window: Duration::from_secs(120),
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            // An entry is ~150 bytes on disk: room for well over a million ids a week.
+            dedup_max_bytes: 256 * 1024 * 1024,
             work_max_bytes: GIB,
             dlq_max_age: Duration::from_secs(30 * 24 * 3600),
             dlq_max_bytes: GIB,
@@ -107,6 +124,15 @@ impl Topology {
     /// Dead-letter stream.
     pub fn dlq_stream(&self) -> String {
         self.stream(DLQ)
+    }
+    /// KV bucket remembering accepted event ids for `dedup_window` (its stream is
+    /// `KV_<bucket>`).
+    pub fn dedup_bucket(&self) -> String {
+        self.stream(DEDUP)
+    }
+    /// Stream JetStream keeps the dedup bucket in.
+    pub fn dedup_stream(&self) -> String {
+        format!("KV_{}", self.dedup_bucket())
     }
     /// Subject an event of `source` is stored under.
     pub fn in_subject(&self, source: &str) -> String {
@@ -181,6 +207,34 @@ impl Topology {
         }
     }
 
+    /// Settings of the `HOOKYARD_DEDUP` bucket: one value per event id (history 1), file
+    /// storage, entries expire after `dedup_window`.
+    pub fn dedup_config(&self) -> kv::Config {
+        kv::Config {
+            bucket: self.dedup_bucket(),
+            description: "hookyard: accepted event ids, for sender retries".to_owned(),
+            history: 1,
+            max_age: self.limits.dedup_window,
+            max_bytes: self.limits.dedup_max_bytes,
+            // The value is a timestamp; the limit covers the key and headers as well.
+            max_value_size: 1024,
+            storage: StorageType::File,
+            ..Default::default()
+        }
+    }
+
+    /// Creates or updates the `HOOKYARD_DEDUP` bucket and returns its handle.
+    pub async fn ensure_dedup(
+        &self,
+        js: &jetstream::Context,
+    ) -> Result<kv::Store, BucketSetupError> {
+        let config = self.dedup_config();
+        let bucket = config.bucket.clone();
+        js.create_or_update_key_value(config)
+            .await
+            .map_err(|source| BucketSetupError { bucket, source })
+    }
+
     /// Creates or updates `HOOKYARD_IN`.
     pub async fn ensure_in(&self, js: &jetstream::Context) -> Result<(), StreamSetupError> {
         ensure(js, self.in_config()).await
@@ -206,6 +260,16 @@ pub struct StreamSetupError {
     source: jetstream::context::CreateStreamError,
 }
 
+/// A KV bucket could not be created or updated.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to create or update bucket {bucket}")]
+pub struct BucketSetupError {
+    /// Bucket name.
+    pub bucket: String,
+    #[source]
+    source: jetstream::context::CreateKeyValueError,
+}
+
 async fn ensure(js: &jetstream::Context, config: stream::Config) -> Result<(), StreamSetupError> {
     let stream = config.name.clone();
     js.create_or_update_stream(config)
@@ -228,6 +292,22 @@ mod tests {
         assert_eq!(t.work_subject("orders"), "hookyard.work.orders");
         assert_eq!(t.dlq_subject("orders"), "hookyard.dlq.orders");
         assert_eq!(t.unrouted_subject(), "hookyard.dlq.unrouted");
+        assert_eq!(t.dedup_bucket(), "HOOKYARD_DEDUP");
+    }
+
+    #[test]
+    fn dedup_bucket_is_namespaced_and_remembers_for_the_window() {
+        let t = Topology::new("t1");
+        assert_eq!(t.dedup_bucket(), "T1_HOOKYARD_DEDUP");
+        let c = t.dedup_config();
+        assert_eq!(c.bucket, "T1_HOOKYARD_DEDUP");
+        assert_eq!(t.dedup_stream(), "KV_T1_HOOKYARD_DEDUP");
+        assert_eq!(c.history, 1);
+        assert_eq!(c.storage, StorageType::File);
+        assert_eq!(c.max_age, Duration::from_secs(7 * 24 * 3600));
+        assert!(c.max_bytes > 0);
+        // Longer than the stream's own window, or the bucket would add nothing.
+        assert!(t.limits.dedup_window > t.limits.duplicate_window);
     }
 
     #[test]
@@ -264,6 +344,9 @@ mod reservation {
             .and_then(|v| v.trim().parse().ok())
             .expect("max_file_store in GB");
         let l = StreamLimits::default();
-        assert!(l.in_max_bytes + l.work_max_bytes + l.dlq_max_bytes <= gb * 1_000_000_000);
+        assert!(
+            l.in_max_bytes + l.work_max_bytes + l.dlq_max_bytes + l.dedup_max_bytes
+                <= gb * 1_000_000_000
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! Liveness and readiness: `GET /healthz`, `GET /readyz` and `grpc.health.v1` on the same
-//! listener, and the background task that creates `HOOKYARD_IN` and keeps readiness current.
+//! listener, and the background task that creates `HOOKYARD_IN` and the `HOOKYARD_DEDUP`
+//! bucket and keeps readiness current.
 //!
-//! Ready means the NATS client is connected and the in stream exists. Start-up never waits for
-//! either: a task tries `Topology::ensure_in` with backoff until it succeeds (and again if the
-//! stream later disappears), and flips the gRPC status between SERVING and NOT_SERVING as
+//! Ready means the NATS client is connected and both the in stream and the dedup bucket exist.
+//! Start-up never waits for any of it: a task tries `Topology::ensure_in` and
+//! `Topology::ensure_dedup` with backoff until they succeed (and again if either later
+//! disappears), hands the bucket to [`Dedup`], and flips the gRPC status between SERVING and NOT_SERVING as
 //! readiness changes. `/readyz` checks live, with a short timeout.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
@@ -17,9 +19,12 @@ use tonic::server::NamedService;
 use tonic_health::server::HealthReporter;
 use tower::ServiceExt;
 
+use crate::dedup::Dedup;
+
 /// Liveness path: 200 while the process runs.
 pub const HEALTHZ: &str = "/healthz";
-/// Readiness path: 200 when NATS is connected and the in stream exists, else 503.
+/// Readiness path: 200 when NATS is connected and the in stream and dedup bucket exist, else
+/// 503.
 pub const READYZ: &str = "/readyz";
 /// Path prefix of the gRPC health service.
 pub const GRPC_HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
@@ -39,15 +44,17 @@ pub(crate) struct Readiness {
     client: async_nats::Client,
     js: jetstream::Context,
     topology: Topology,
+    dedup: Arc<Dedup>,
 }
 
 impl Readiness {
-    pub(crate) fn new(client: async_nats::Client, topology: Topology) -> Self {
+    pub(crate) fn new(client: async_nats::Client, topology: Topology, dedup: Arc<Dedup>) -> Self {
         let js = jetstream::new(client.clone());
         Self {
             client,
             js,
             topology,
+            dedup,
         }
     }
 
@@ -55,17 +62,23 @@ impl Readiness {
         self.client.connection_state() == State::Connected
     }
 
-    /// Connected and the in stream exists, asked of the server now.
+    /// Connected, the in stream and the dedup bucket exist (asked of the server now), and the
+    /// bucket's handle is known to request handling.
     pub(crate) async fn is_ready(&self) -> bool {
         self.connected()
-            && matches!(
-                tokio::time::timeout(CHECK_TIMEOUT, self.js.get_stream(self.topology.in_stream()))
-                    .await,
-                Ok(Ok(_))
-            )
+            && self.dedup.has_store()
+            && self.exists(self.topology.in_stream()).await
+            && self.exists(self.topology.dedup_stream()).await
     }
 
-    /// Like [`Readiness::is_ready`], creating the stream when it is missing.
+    async fn exists(&self, stream: String) -> bool {
+        matches!(
+            tokio::time::timeout(CHECK_TIMEOUT, self.js.get_stream(stream)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Like [`Readiness::is_ready`], creating the stream and the bucket when missing.
     async fn ensure_ready(&self) -> bool {
         if self.is_ready().await {
             return true;
@@ -76,22 +89,37 @@ impl Readiness {
         match tokio::time::timeout(ENSURE_TIMEOUT, self.topology.ensure_in(&self.js)).await {
             Ok(Ok(())) => {
                 tracing::info!(stream = %self.topology.in_stream(), "in stream ready");
-                true
             }
             Ok(Err(error)) => {
                 let cause = std::error::Error::source(&error).map(ToString::to_string);
                 tracing::warn!(%error, ?cause, "cannot create in stream, will retry");
-                false
+                return false;
             }
             Err(_) => {
                 tracing::warn!("timed out creating in stream, will retry");
+                return false;
+            }
+        }
+        match tokio::time::timeout(ENSURE_TIMEOUT, self.topology.ensure_dedup(&self.js)).await {
+            Ok(Ok(store)) => {
+                tracing::info!(bucket = %self.topology.dedup_bucket(), "dedup bucket ready");
+                self.dedup.set_store(store);
+                true
+            }
+            Ok(Err(error)) => {
+                let cause = std::error::Error::source(&error).map(ToString::to_string);
+                tracing::warn!(%error, ?cause, "cannot create dedup bucket, will retry");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("timed out creating dedup bucket, will retry");
                 false
             }
         }
     }
 }
 
-/// Keeps the in stream created and the gRPC health status current until `stop` is cancelled;
+/// Keeps the in stream and the dedup bucket created and the gRPC health status current until `stop` is cancelled;
 /// then reports NOT_SERVING, so load balancers stop sending while connections drain.
 pub(crate) async fn keep_ready(
     readiness: Arc<Readiness>,

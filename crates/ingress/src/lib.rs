@@ -3,7 +3,8 @@
 //! Owns, for every source in the integration file: matching path and method, inbound
 //! authentication, signature verification, body limits, the dedup key and event id, storing the raw request as an
 //! [`Envelope`](hookyard_proto::event::v1::Envelope) in `HOOKYARD_IN`, and the answer to the
-//! sender. Also creates `HOOKYARD_IN` at start and serves `/healthz`, `/readyz` and
+//! sender, and absorbing a sender's retries. Also creates `HOOKYARD_IN` and the
+//! `HOOKYARD_DEDUP` bucket at start and serves `/healthz`, `/readyz` and
 //! `grpc.health.v1` on the webhook listener.
 //!
 //! Does not own: event types and routing (the router reads the stream), handlers, partner
@@ -16,8 +17,9 @@
 //! - `limits`: per-source rate limit, accepted media types and body read timeout;
 //! - `body`: reading a body within `max_body_bytes`;
 //! - `event`: building the envelope, dedup key and event id from a request;
+//! - `dedup`: the long-window check of event ids in the `HOOKYARD_DEDUP` bucket;
 //! - [`publish`]: the JetStream publish and its bounded wait for the ack;
-//! - `health`: readiness, the stream-creating background task, health endpoints;
+//! - `health`: readiness, the background task creating the stream and bucket, health endpoints;
 //! - `routes`: the router and the webhook handler;
 //! - [`verify`]: signature verification over the raw body (Standard Webhooks, GitHub, Stripe,
 //!   Shopify, Slack, generic HMAC);
@@ -31,9 +33,19 @@
 //!   `Retry-After`. The connection state is checked first because async-nats buffers publishes
 //!   while disconnected; the timeout bounds everything else. A publish that timed out may still
 //!   be stored later; the sender's retry then collapses onto it through `Nats-Msg-Id`.
-//! - **Start-up never waits for NATS.** A background task creates the stream with backoff (and
-//!   recreates it if it disappears); readiness and gRPC health report whether events can be
-//!   stored.
+//! - **Duplicates absorbed in two layers.** The event id follows from the source and the dedup
+//!   key (the sender's delivery id, else the body hash) and is the `Nats-Msg-Id`, so
+//!   `HOOKYARD_IN`'s 2-minute `duplicate_window` stores a retried publish once. A sender retrying
+//!   later (up to `StreamLimits::dedup_window`, 7 days) is caught by the `HOOKYARD_DEDUP` KV
+//!   bucket: after the body is read and verified and before publishing, ingress looks the id up;
+//!   if it is there the answer is 202 with the same `{"id": …}` and nothing is published. After
+//!   the PubAck the id is recorded in the bucket in the background (an id already there is
+//!   fine: another replica won the race). A failed lookup is a 503 with `Retry-After` like a
+//!   failed publish; a failed record is only logged, since the event is stored. Both calls are
+//!   bounded by the publish timeout.
+//! - **Start-up never waits for NATS.** A background task creates the stream and the dedup
+//!   bucket with backoff (and recreates them if they disappear); readiness and gRPC health
+//!   report whether events can be stored (NATS connected, stream and bucket present).
 //! - **Reserved paths.** `/healthz`, `/readyz` and `/grpc.health.v1.Health/*` belong to ingress.
 //!   A source configured on one of them, or two sources on one path, make [`run`] fail with
 //!   [`Error::PathConflict`] rather than silently shadowing a route.
@@ -70,6 +82,7 @@
 mod access;
 pub mod auth;
 mod body;
+mod dedup;
 pub mod error;
 mod event;
 pub mod handshake;
@@ -132,9 +145,14 @@ pub async fn run(
     // The reporter starts out SERVING; nothing is ready until the stream is known to exist.
     hookyard_core::health::set_serving(&reporter, false).await;
 
+    let dedup = Arc::new(dedup::Dedup::new(
+        settings.nats.clone(),
+        settings.publish_timeout,
+    ));
     let readiness = Arc::new(health::Readiness::new(
         settings.nats.clone(),
         settings.topology.clone(),
+        dedup.clone(),
     ));
     let stop = shutdown.child_token();
     let keeper = tokio::spawn(health::keep_ready(
@@ -147,6 +165,7 @@ pub async fn run(
     let app = Arc::new(routes::App {
         sources,
         publisher: publish::Publisher::new(settings.nats, settings.publish_timeout),
+        dedup,
         topology: settings.topology,
         retry_after_secs: settings.retry_after_secs,
     });

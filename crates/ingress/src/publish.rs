@@ -23,6 +23,17 @@ pub enum PublishError {
     /// No acknowledgement within the publish timeout.
     #[error("no acknowledgement within {0:?}")]
     Timeout(Duration),
+    /// The dedup bucket has not been created yet, so a repeat cannot be recognised.
+    #[error("the dedup bucket is not ready")]
+    DedupNotReady,
+    /// Looking the event id up in the dedup bucket failed (bucket missing, NATS trouble).
+    #[error("dedup lookup failed ({kind})")]
+    DedupCheck {
+        /// The async-nats error kind.
+        kind: jetstream::kv::EntryErrorKind,
+        #[source]
+        source: jetstream::kv::EntryError,
+    },
     /// JetStream refused the write or the publish failed.
     #[error("jetstream refused the event ({kind})")]
     Rejected {

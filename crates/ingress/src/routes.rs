@@ -6,7 +6,8 @@
 //! router panic. A request is refused as early and cheaply as possible: path (404), method
 //! (405), client address (403), rate (429), credentials (401), media type (415), declared
 //! length (413), then the body is read within the limit and the read timeout (413, 408), its
-//! signature checked (401) and the event is published (503 unless JetStream
+//! signature checked (401), a repeat of an event accepted within the dedup window answered 202
+//! with its id without publishing (503 if that cannot be checked), and the event is published (503 unless JetStream
 //! acknowledges it). Handshakes (see [`crate::handshake`]) are answered instead: query-string
 //! ones (any `GET`/`POST`) after the address and rate checks, before credentials; body ones after
 //! the signature check; neither is published.
@@ -34,6 +35,7 @@ use crate::{
     access::{self, ClientFilter},
     auth::Authenticator,
     body,
+    dedup::Dedup,
     event::{self, Received},
     handshake,
     health::{self, Readiness},
@@ -132,6 +134,8 @@ pub(crate) fn sources(integration: &Integration) -> Result<HashMap<String, Sourc
 pub(crate) struct App {
     pub sources: HashMap<String, SourceEntry>,
     pub publisher: Publisher,
+    /// Long-window dedup of event ids.
+    pub dedup: Arc<Dedup>,
     pub topology: Topology,
     pub retry_after_secs: u64,
 }
@@ -225,6 +229,17 @@ async fn accept(app: &App, request: Request) -> Result<Response, Error> {
             received_at_ms,
         },
     );
+    let unavailable = |cause| {
+        tracing::warn!(source = %source.name, event_id = %envelope.id, error = %cause, "event not stored, answering 503");
+        Error::Unavailable {
+            retry_after_secs: app.retry_after_secs,
+            cause,
+        }
+    };
+    if app.dedup.seen(&envelope.id).await.map_err(unavailable)? {
+        tracing::info!(source = %source.name, event_id = %envelope.id, "duplicate delivery absorbed");
+        return Ok(accepted(&envelope.id));
+    }
     let payload = envelope.encode_to_vec();
     let ack = app
         .publisher
@@ -235,13 +250,7 @@ async fn accept(app: &App, request: Request) -> Result<Response, Error> {
             payload.into(),
         )
         .await
-        .map_err(|cause| {
-            tracing::warn!(source = %source.name, event_id = %envelope.id, error = %cause, "event not stored, answering 503");
-            Error::Unavailable {
-                retry_after_secs: app.retry_after_secs,
-                cause,
-            }
-        })?;
+        .map_err(unavailable)?;
     tracing::info!(
         source = %source.name,
         event_id = %envelope.id,
@@ -249,11 +258,18 @@ async fn accept(app: &App, request: Request) -> Result<Response, Error> {
         duplicate = ack.duplicate,
         "event accepted"
     );
-    Ok((
+    app.dedup
+        .remember(&source.name, &envelope.id, envelope.received_at_ms);
+    Ok(accepted(&envelope.id))
+}
+
+/// The answer to an accepted (or already accepted) event.
+fn accepted(event_id: &str) -> Response {
+    (
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "id": envelope.id })),
+        Json(serde_json::json!({ "id": event_id })),
     )
-        .into_response())
+        .into_response()
 }
 
 fn log_too_large(source: &SourceEntry, error: Error) -> Error {

@@ -6,6 +6,7 @@ mod harness;
 mod accept;
 mod access;
 mod availability;
+mod dedup;
 mod handshake;
 mod refuse;
 mod signature;
