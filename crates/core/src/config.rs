@@ -11,9 +11,13 @@
 //! handlers or connections, unresolvable secrets — each with the key it concerns and, where the
 //! key is in the file, its line. The model is in [`model`], secret references in [`secret`].
 
+pub mod dedup;
 pub mod handshake;
 pub mod inbound;
 pub mod model;
+pub mod oauth2;
+pub mod outbound;
+pub mod reply;
 pub mod secret;
 mod validate;
 
@@ -21,9 +25,13 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::Deserialize;
 
+pub use dedup::{DedupKey, DedupPreset};
 pub use handshake::{EchoHandshake, EchoWhen, Handshake};
 pub use inbound::{RateLimit, parse_cidr};
 pub use model::*;
+pub use oauth2::{PrivateKeyJwt, SigningAlg};
+pub use outbound::{Breaker, CaMode, ConnectionTls, Retry};
+pub use reply::{Reply, ReplyMode, ReplyStep};
 pub use secret::{EnvLookup, Secret, SecretError, SecretRef};
 
 /// The whole integration file.

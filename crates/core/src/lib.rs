@@ -9,6 +9,7 @@
 //! - [`settings`]: service settings shared by every binary (NATS URL, namespace, config path);
 //! - [`grpc`]: limits both ends of a gRPC call share;
 //! - [`health`]: `grpc.health.v1` serving and the `healthcheck` probe used by containers;
+//! - [`metrics`]: Prometheus (OpenMetrics) rendering of a service's own registry;
 //! - [`shutdown`] and [`telemetry`]: SIGTERM/SIGINT handling and structured logs;
 //! - [`service`]: what every binary's `main` does around `run` (`healthcheck`, loading the
 //!   integration file, draining within the shutdown grace, the exit code);
@@ -23,6 +24,7 @@ pub mod envelope;
 pub mod expr;
 pub mod grpc;
 pub mod health;
+pub mod metrics;
 pub mod pull;
 pub mod retry;
 pub mod service;

@@ -15,8 +15,10 @@
 //! Ownership: ingress creates or updates `HOOKYARD_IN` at start; the router creates or updates
 //! `HOOKYARD_IN`, `HOOKYARD_WORK` and `HOOKYARD_DLQ` (it reads the first and writes the others);
 //! a worker creates or updates `HOOKYARD_WORK` and `HOOKYARD_DLQ` so it can bind its consumer
-//! whichever service starts first. All of them call the same functions here, so the settings
-//! they apply are identical and no start order is required.
+//! whichever service starts first. Egress, when auditing is on, creates or updates
+//! `HOOKYARD_AUDIT` and publishes one record per outbound attempt on `hookyard.audit.egress`.
+//! All of them call the same functions here, so the settings they apply are identical and no
+//! start order is required.
 
 use std::time::Duration;
 
@@ -29,6 +31,8 @@ const IN: &str = "HOOKYARD_IN";
 const DEDUP: &str = "HOOKYARD_DEDUP";
 const WORK: &str = "HOOKYARD_WORK";
 const DLQ: &str = "HOOKYARD_DLQ";
+const AUDIT: &str = "HOOKYARD_AUDIT";
+const TOKENS: &str = "HOOKYARD_TOKENS";
 /// Subject suffix of the dead-letter entries of events no route matched.
 pub const UNROUTED: &str = "unrouted";
 
@@ -53,11 +57,18 @@ pub struct StreamLimits {
     pub dlq_max_age: Duration,
     /// Size cap of the dead-letter stream.
     pub dlq_max_bytes: i64,
+    /// How long egress's audit records of outbound attempts are kept.
+    pub audit_max_age: Duration,
+    /// Size cap of `HOOKYARD_AUDIT`; past it the oldest records go (`discard: old`).
+    pub audit_max_bytes: i64,
+    /// Size cap of the `HOOKYARD_TOKENS` bucket (encrypted OAuth 2.0 tokens, consent states
+    /// and refresh locks of the token service).
+    pub tokens_max_bytes: i64,
 }
 
 /// JetStream reserves each stream's `max_bytes` against the server's `max_file_store` (8 GB in
 /// `deploy/nats/nats-server.conf`) when the stream is created, so the defaults together stay
-/// well under it: 2 GiB + 1 GiB + 1 GiB + 256 MiB (the dedup bucket is a stream too).
+/// well under it: 2 GiB + 1 GiB + 1 GiB + 256 MiB + 64 MiB (the KV buckets are streams too), + 256 MiB for egress's `HOOKYARD_AUDIT`.
 impl Default for StreamLimits {
     fn default() -> Self {
         const GIB: i64 = 1024 * 1024 * 1024;
@@ -71,6 +82,12 @@ impl Default for StreamLimits {
             work_max_bytes: GIB,
             dlq_max_age: Duration::from_secs(30 * 24 * 3600),
             dlq_max_bytes: GIB,
+            audit_max_age: Duration::from_secs(30 * 24 * 3600),
+            // A record is ~400 bytes: over half a million attempts.
+            audit_max_bytes: 256 * 1024 * 1024,
+            // A record is under 8 KiB and there is one per connection, plus short-lived
+            // consent states and locks.
+            tokens_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -150,6 +167,30 @@ impl Topology {
     pub fn unrouted_subject(&self) -> String {
         self.dlq_subject(UNROUTED)
     }
+    /// Core NATS subject (no stream) a handler's `reply` step answers the event `event_id` on,
+    /// for the ingress instance holding a `sync` source's request.
+    pub fn reply_subject(&self, event_id: &str) -> String {
+        self.subject(&format!("reply.{event_id}"))
+    }
+    /// KV bucket of the token service: encrypted token records (`token.<connection>`),
+    /// one-time consent states (`flow.<state>`) and refresh locks (`lock.<connection>`).
+    pub fn tokens_bucket(&self) -> String {
+        self.stream(TOKENS)
+    }
+    /// Core NATS subject (no stream) the token service publishes on when a connection needs a
+    /// person's consent again (the authorization server answered `invalid_grant`); the body is
+    /// JSON `{"connection": …, "reason": …}`.
+    pub fn token_needs_consent_subject(&self) -> String {
+        self.subject("token.needs_consent")
+    }
+    /// Stream of egress's audit records, one per outbound attempt.
+    pub fn audit_stream(&self) -> String {
+        self.stream(AUDIT)
+    }
+    /// Subject egress publishes its audit records on.
+    pub fn audit_egress_subject(&self) -> String {
+        self.subject("audit.egress")
+    }
     /// Durable consumer the routers share on the in stream.
     pub fn router_consumer(&self) -> String {
         "router".to_owned()
@@ -171,6 +212,8 @@ impl Topology {
             max_bytes: self.limits.in_max_bytes,
             duplicate_window: self.limits.duplicate_window,
             description: Some("hookyard: every accepted event, raw, replayable".to_owned()),
+            // Ingress stores events in atomic batches (group commit).
+            allow_atomic_publish: true,
             ..Default::default()
         }
     }
@@ -207,6 +250,27 @@ impl Topology {
         }
     }
 
+    /// Settings of `HOOKYARD_AUDIT`: limits retention, file storage, `discard: old` (an audit
+    /// record must never hold up a partner call).
+    pub fn audit_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.audit_stream(),
+            subjects: vec![self.subject("audit.>")],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            discard: DiscardPolicy::Old,
+            max_age: self.limits.audit_max_age,
+            max_bytes: self.limits.audit_max_bytes,
+            description: Some("hookyard: every outbound attempt of egress, redacted".to_owned()),
+            ..Default::default()
+        }
+    }
+
+    /// Creates or updates `HOOKYARD_AUDIT` (egress does, when auditing is on).
+    pub async fn ensure_audit(&self, js: &jetstream::Context) -> Result<(), StreamSetupError> {
+        ensure(js, self.audit_config()).await
+    }
+
     /// Settings of the `HOOKYARD_DEDUP` bucket: one value per event id (history 1), file
     /// storage, entries expire after `dedup_window`.
     pub fn dedup_config(&self) -> kv::Config {
@@ -221,6 +285,36 @@ impl Topology {
             storage: StorageType::File,
             ..Default::default()
         }
+    }
+
+    /// Settings of the `HOOKYARD_TOKENS` bucket: history 1, file storage, no age limit (a
+    /// refresh token lives until revoked), per-key TTLs allowed (consent states and locks
+    /// expire on their own).
+    pub fn tokens_config(&self) -> kv::Config {
+        kv::Config {
+            bucket: self.tokens_bucket(),
+            description: "hookyard: encrypted OAuth 2.0 tokens, consent states, refresh locks"
+                .to_owned(),
+            history: 1,
+            max_bytes: self.limits.tokens_max_bytes,
+            max_value_size: 64 * 1024,
+            storage: StorageType::File,
+            // Enables per-message TTLs; the markers a TTL leaves behind last this long.
+            limit_markers: Some(Duration::from_secs(60)),
+            ..Default::default()
+        }
+    }
+
+    /// Creates or updates the `HOOKYARD_TOKENS` bucket and returns its handle.
+    pub async fn ensure_tokens(
+        &self,
+        js: &jetstream::Context,
+    ) -> Result<kv::Store, BucketSetupError> {
+        let config = self.tokens_config();
+        let bucket = config.bucket.clone();
+        js.create_or_update_key_value(config)
+            .await
+            .map_err(|source| BucketSetupError { bucket, source })
     }
 
     /// Creates or updates the `HOOKYARD_DEDUP` bucket and returns its handle.
@@ -293,6 +387,11 @@ mod tests {
         assert_eq!(t.dlq_subject("orders"), "hookyard.dlq.orders");
         assert_eq!(t.unrouted_subject(), "hookyard.dlq.unrouted");
         assert_eq!(t.dedup_bucket(), "HOOKYARD_DEDUP");
+        assert_eq!(t.tokens_bucket(), "HOOKYARD_TOKENS");
+        assert_eq!(
+            t.token_needs_consent_subject(),
+            "hookyard.token.needs_consent"
+        );
     }
 
     #[test]
@@ -345,7 +444,12 @@ mod reservation {
             .expect("max_file_store in GB");
         let l = StreamLimits::default();
         assert!(
-            l.in_max_bytes + l.work_max_bytes + l.dlq_max_bytes + l.dedup_max_bytes
+            l.in_max_bytes
+                + l.work_max_bytes
+                + l.dlq_max_bytes
+                + l.dedup_max_bytes
+                + l.audit_max_bytes
+                + l.tokens_max_bytes
                 <= gb * 1_000_000_000
         );
     }

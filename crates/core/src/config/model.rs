@@ -43,9 +43,10 @@ pub struct Source {
     pub read_timeout: Duration,
     /// Where the event type is read from, e.g. `{ header = "X-Shop-Topic" }` or `{ jq = ".type" }`.
     pub event_type: Option<Expr>,
-    /// The sender's delivery id, used to store a retried delivery once, e.g.
-    /// `{ header = "X-Shop-Delivery-Id" }`. Without it the key is a hash of the body.
-    pub dedup_key: Option<Expr>,
+    /// The sender's delivery id, used to store a retried delivery once: an expression such as
+    /// `{ header = "X-Shop-Delivery-Id" }` or a provider preset such as `{ preset = "stripe" }`.
+    /// Default: the preset of the `signature` scheme when it has one, else a hash of the body.
+    pub dedup_key: Option<super::DedupKey>,
     /// A signature the sender computes over the raw body, checked before the event is stored,
     /// e.g. `{ scheme = "github", secrets = ["${env:GITHUB_WEBHOOK_SECRET}"] }`. Default: none.
     #[serde(default)]
@@ -55,6 +56,25 @@ pub struct Source {
     /// Default: none.
     #[serde(default)]
     pub handshake: Option<super::Handshake>,
+    /// The answer to an accepted event, e.g. `{ status = 200, body = "ok" }`, or
+    /// `{ mode = "sync", deadline = "3s" }` to answer with a handler's `reply` step.
+    /// Default: 202 with `{"id": "<event id>"}`.
+    #[serde(default)]
+    pub reply: super::Reply,
+}
+
+impl Source {
+    /// The dedup key expression ingress evaluates: `dedup_key`, else the preset of the
+    /// signature scheme, else none (the body hash is used).
+    pub fn dedup_expr(&self) -> Option<Expr> {
+        match (&self.dedup_key, &self.signature) {
+            (Some(key), _) => Some(key.expr()),
+            (None, Some(signature)) => {
+                super::DedupPreset::of_signature(signature).map(|p| p.expr())
+            }
+            (None, None) => None,
+        }
+    }
 }
 
 /// How a source's requests are signed. Every scheme takes a list of `secrets`, each tried in
@@ -311,6 +331,8 @@ pub struct Handler {
 pub enum Step {
     /// Call a partner API through a connection.
     Http(HttpStep),
+    /// Answer the sender of a `sync` source (see the source's `reply`).
+    Reply(super::ReplyStep),
 }
 
 /// An HTTP call to a partner, made by egress.
@@ -342,7 +364,42 @@ pub struct Connection {
     /// How egress authenticates (default `{ type = "none" }`).
     #[serde(default)]
     pub auth: ConnectionAuth,
+    /// Address ranges (CIDR blocks or addresses) this connection may reach although the SSRF
+    /// guard refuses them, e.g. `["10.20.0.0/16"]` for a partner on a private network. Default
+    /// none: loopback, private, link-local, CGNAT and reserved addresses are refused; metadata
+    /// addresses (169.254.169.254, fd00:ec2::254, …) are refused even when listed.
+    #[serde(default)]
+    pub allow_private: Vec<String>,
+    /// Redirect hops followed (default 0: a 3xx is returned as it is); each hop is checked by
+    /// the SSRF guard again.
+    #[serde(default)]
+    pub follow_redirects: u32,
+    /// Trusted CA bundle and client certificate, e.g. `{ ca = "/etc/hookyard/erp-ca.pem" }`.
+    /// Default: the built-in roots, no client certificate.
+    #[serde(default)]
+    pub tls: Option<super::outbound::ConnectionTls>,
+    /// Retries within one call (default `{ max_attempts = 3, initial_backoff = "200ms",
+    /// max_backoff = "5s", max_retry_after = "10s" }`).
+    #[serde(default)]
+    pub retry: super::outbound::Retry,
+    /// Requests sent per second with a burst, e.g. `{ per_second = 10, burst = 20 }`; calls
+    /// over it wait. Default: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Requests in flight at once (default no limit); further calls wait for a free slot.
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+    /// Circuit breaker (default `{ failures = 5, cool_down = "30s" }`; `failures = 0` disables).
+    #[serde(default)]
+    pub breaker: super::outbound::Breaker,
+    /// Largest response body in bytes (default and maximum 10 MiB); larger ones fail the call.
+    #[serde(default = "super::outbound::default_max_response_bytes")]
+    pub max_response_bytes: u64,
 }
+
+/// Path of the token service's consent callback; every `redirect_uri` of an
+/// `oauth2_authorization_code` connection ends in it (a proxy in front may add a prefix).
+pub const OAUTH2_CALLBACK_PATH: &str = "/oauth/callback";
 
 /// Outbound authentication of a connection.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -377,15 +434,71 @@ pub enum ConnectionAuth {
         token_url: String,
         /// Client id.
         client_id: String,
-        /// Client secret (a secret reference).
-        client_secret: Secret,
+        /// Client secret (a secret reference); required unless `client_auth = "private_key_jwt"`.
+        #[serde(default)]
+        client_secret: Option<Secret>,
         /// Scopes requested (default none).
         #[serde(default)]
         scopes: Vec<String>,
         /// How the client authenticates to the token endpoint (default `client_secret_basic`).
         #[serde(default)]
         client_auth: ClientAuth,
+        /// The signing key of `client_auth = "private_key_jwt"`, e.g.
+        /// `{ key = "${file:/run/secrets/erp-key.pem}", alg = "ES256" }`.
+        #[serde(default)]
+        private_key_jwt: Option<super::oauth2::PrivateKeyJwt>,
+        /// `audience` parameter of the token request (e.g. the API identifier Auth0 and Okta
+        /// ask for). Default: none.
+        #[serde(default)]
+        audience: Option<String>,
+        /// Extra parameters of every token request, e.g. `{ resource = "https://api.example" }`.
+        #[serde(default)]
+        extra_params: BTreeMap<String, String>,
     },
+    /// OAuth 2.0 authorization code grant with PKCE: a person consents once on the token
+    /// service's consent page; the token service stores the tokens (encrypted) and refreshes
+    /// them.
+    #[serde(rename = "oauth2_authorization_code")]
+    OAuth2AuthorizationCode {
+        /// Authorization endpoint the consent page sends the browser to.
+        authorize_url: String,
+        /// Token endpoint of the authorization server.
+        token_url: String,
+        /// Client id.
+        client_id: String,
+        /// Client secret (a secret reference); required unless `client_auth = "private_key_jwt"`.
+        #[serde(default)]
+        client_secret: Option<Secret>,
+        /// Scopes requested (default none).
+        #[serde(default)]
+        scopes: Vec<String>,
+        /// Redirect URI exactly as registered at the authorization server; its path must end
+        /// in `/oauth/callback`, the token service's consent callback.
+        redirect_uri: String,
+        /// Issuer identifier of the authorization server; when set, an `iss` parameter on the
+        /// callback (RFC 9207) must equal it. Default: not checked.
+        #[serde(default)]
+        issuer: Option<String>,
+        /// How the client authenticates to the token endpoint (default `client_secret_basic`).
+        #[serde(default)]
+        client_auth: ClientAuth,
+        /// The signing key of `client_auth = "private_key_jwt"`.
+        #[serde(default)]
+        private_key_jwt: Option<super::oauth2::PrivateKeyJwt>,
+        /// Extra parameters of every token request (code exchange and refresh).
+        #[serde(default)]
+        extra_params: BTreeMap<String, String>,
+    },
+}
+
+impl ConnectionAuth {
+    /// Whether the token service provides this connection's access tokens.
+    pub fn is_oauth2(&self) -> bool {
+        matches!(
+            self,
+            Self::OAuth2ClientCredentials { .. } | Self::OAuth2AuthorizationCode { .. }
+        )
+    }
 }
 
 /// Client authentication at the token endpoint (RFC 6749 §2.3.1).
@@ -397,6 +510,8 @@ pub enum ClientAuth {
     ClientSecretBasic,
     /// Credentials as `client_id` and `client_secret` form fields.
     ClientSecretPost,
+    /// A JWT signed with the client's private key (RFC 7523 §2.2), see `private_key_jwt`.
+    PrivateKeyJwt,
 }
 
 fn default_methods() -> Vec<String> {

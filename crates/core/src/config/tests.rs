@@ -30,6 +30,7 @@ fn example_is_valid_and_resolves_secrets() {
     else {
         panic!("erp uses oauth2");
     };
+    let client_secret = client_secret.as_ref().expect("client secret");
     assert_eq!(client_secret.expose(), "value-of-ERP_CLIENT_SECRET");
 }
 
@@ -184,6 +185,7 @@ fn a_service_resolves_only_the_secrets_in_its_scope() {
     else {
         panic!("oauth2")
     };
+    let client_secret = client_secret.as_ref().expect("client secret");
     assert_eq!(client_secret.expose(), "e");
 }
 
@@ -421,4 +423,53 @@ fn content_templates_split_into_parts() {
     assert!(content_parts("{}").is_err());
     assert!(content_parts("{Body}").is_err());
     assert!(content_parts("{body").is_err());
+}
+
+#[test]
+fn reply_mistakes_are_named_by_key() {
+    let text = r#"
+[sources.s]
+path = "/s"
+reply = { mode = "sync", deadline = "10m", status = 500, headers = { "Content-Length" = "1", "X-Ok" = "{oops}" }, body = "{event_id} {nope}" }
+
+[handlers.h]
+[[handlers.h.steps]]
+type = "reply"
+status = 99
+headers = { "Transfer-Encoding" = "chunked" }
+"#;
+    let keys: Vec<String> = problems(text).into_iter().map(|p| p.key).collect();
+    for key in [
+        "sources.s.reply.status",
+        "sources.s.reply.deadline",
+        "sources.s.reply.headers.Content-Length",
+        "sources.s.reply.headers.X-Ok",
+        "sources.s.reply.body",
+        "handlers.h.steps[0].status",
+        "handlers.h.steps[0].headers.Transfer-Encoding",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+    }
+}
+
+#[test]
+fn a_signature_scheme_brings_its_dedup_preset_unless_a_key_is_set() {
+    let text = r#"
+[sources.stripe]
+path = "/stripe"
+signature = { scheme = "stripe", secrets = ["${env:S}"] }
+
+[sources.own]
+path = "/own"
+signature = { scheme = "github", secrets = ["${env:S}"] }
+dedup_key = { header = "X-Own-Id" }
+
+[sources.plain]
+path = "/plain"
+"#;
+    let i = Integration::parse(text, &|_| Some("secret-value".to_owned())).expect("valid");
+    let expr = |name: &str| i.sources[name].dedup_expr().map(|e| format!("{e:?}"));
+    assert_eq!(expr("stripe").as_deref(), Some("Jq(\".id\")"));
+    assert_eq!(expr("own").as_deref(), Some("Header(\"X-Own-Id\")"));
+    assert_eq!(expr("plain"), None);
 }

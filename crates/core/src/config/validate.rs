@@ -10,7 +10,7 @@ use super::{
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-fn push(problems: &mut Vec<Problem>, key: String, message: impl Into<String>) {
+pub(super) fn push(problems: &mut Vec<Problem>, key: String, message: impl Into<String>) {
     problems.push(Problem {
         key,
         message: message.into(),
@@ -98,6 +98,7 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
         if let Some(handshake) = &source.handshake {
             super::handshake::check(problems, &format!("{key}.handshake"), handshake);
         }
+        super::reply::check_reply(problems, &format!("{key}.reply"), &source.reply);
     }
 
     for (n, route) in i.routes.iter().enumerate() {
@@ -169,8 +170,14 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
             push(problems, format!("{key}.ack_wait"), "must be at least 1s");
         }
         for (s, step) in handler.steps.iter().enumerate() {
-            let Step::Http(http) = step;
             let skey = format!("{key}.steps[{s}]");
+            let http = match step {
+                Step::Http(http) => http,
+                Step::Reply(reply) => {
+                    super::reply::check_reply_step(problems, &skey, reply);
+                    continue;
+                }
+            };
             if !i.connections.contains_key(&http.connection) {
                 push(
                     problems,
@@ -206,6 +213,7 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
         if conn.timeout.is_zero() {
             push(problems, format!("{key}.timeout"), "must be greater than 0");
         }
+        super::outbound::check(&mut |k, m| push(problems, k, m), &key, conn);
         if let ConnectionAuth::OAuth2ClientCredentials {
             token_url,
             client_id,
@@ -218,6 +226,44 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
                     problems,
                     format!("{key}.auth.client_id"),
                     "must not be empty",
+                );
+            }
+        }
+        super::oauth2::check_client(
+            &mut |k, m| push(problems, k, m),
+            &format!("{key}.auth"),
+            &conn.auth,
+        );
+        if let ConnectionAuth::OAuth2AuthorizationCode {
+            authorize_url,
+            token_url,
+            client_id,
+            redirect_uri,
+            ..
+        } = &conn.auth
+        {
+            check_url(problems, format!("{key}.auth.authorize_url"), authorize_url);
+            check_url(problems, format!("{key}.auth.token_url"), token_url);
+            check_url(problems, format!("{key}.auth.redirect_uri"), redirect_uri);
+            if client_id.is_empty() {
+                push(
+                    problems,
+                    format!("{key}.auth.client_id"),
+                    "must not be empty",
+                );
+            }
+            // An unparsable URL is reported by check_url above.
+            let callback = url::Url::parse(redirect_uri).map_or(true, |u| {
+                u.path().ends_with(super::OAUTH2_CALLBACK_PATH) && u.query().is_none()
+            });
+            if !callback {
+                push(
+                    problems,
+                    format!("{key}.auth.redirect_uri"),
+                    format!(
+                        "must be a URL whose path ends in {} (the token service's consent callback), without a query",
+                        super::OAUTH2_CALLBACK_PATH
+                    ),
                 );
             }
         }
@@ -321,12 +367,29 @@ pub(super) fn resolve_secrets(
         }
     }
     for (name, conn) in &mut i.connections {
+        if let Some(client_key) = conn.tls.as_mut().and_then(|t| t.client_key.as_mut())
+            && connections
+        {
+            resolve(format!("connections.{name}.tls.client_key"), client_key);
+        }
         let key = format!("connections.{name}.auth");
         match &mut conn.auth {
             ConnectionAuth::None => {}
-            ConnectionAuth::OAuth2ClientCredentials { client_secret, .. } => {
-                if oauth2_clients {
-                    resolve(format!("{key}.client_secret"), client_secret);
+            ConnectionAuth::OAuth2ClientCredentials {
+                client_secret,
+                private_key_jwt,
+                ..
+            }
+            | ConnectionAuth::OAuth2AuthorizationCode {
+                client_secret,
+                private_key_jwt,
+                ..
+            } => {
+                if let (true, Some(secret)) = (oauth2_clients, client_secret) {
+                    resolve(format!("{key}.client_secret"), secret);
+                }
+                if let (true, Some(jwt)) = (oauth2_clients, private_key_jwt) {
+                    resolve(format!("{key}.private_key_jwt.key"), &mut jwt.key);
                 }
             }
             _ if !connections => {}
