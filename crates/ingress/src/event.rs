@@ -87,6 +87,7 @@ mod tests {
             dedup_key,
             signature: None,
             handshake: None,
+            reply: Default::default(),
         }
     }
 

@@ -198,5 +198,8 @@ where
 
 /// True when `path` is served by ingress itself, so no source may use it.
 pub(crate) fn is_reserved(path: &str) -> bool {
-    path == HEALTHZ || path == READYZ || path.starts_with(GRPC_HEALTH_PREFIX)
+    path == HEALTHZ
+        || path == READYZ
+        || path == hookyard_core::metrics::METRICS_PATH
+        || path.starts_with(GRPC_HEALTH_PREFIX)
 }

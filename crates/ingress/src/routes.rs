@@ -12,22 +12,28 @@
 //! ones (any `GET`/`POST`) after the address and rate checks, before credentials; body ones after
 //! the signature check; neither is published.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::SystemTime};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use axum::{
-    Json, Router,
+    Router,
     extract::{ConnectInfo, Request, State},
     response::{IntoResponse, Response},
     routing::get,
 };
 use hookyard_core::{
     Integration,
-    config::{Handshake, Signature},
+    config::{Handshake, Reply, ReplyMode, Signature},
     envelope::now_ms,
     expr::Expr,
+    metrics::METRICS_PATH,
     streams::Topology,
 };
-use http::{Method, StatusCode};
+use http::Method;
 use prost::Message;
 
 use crate::{
@@ -40,9 +46,14 @@ use crate::{
     handshake,
     health::{self, Readiness},
     limits::Limits,
+    metrics::Metrics,
     publish::Publisher,
-    verify,
+    reply, verify,
 };
+
+/// Room left for the NATS headers of an event (message id, event id, source) when comparing
+/// its size with the server's `max_payload`.
+const NATS_HEADER_ALLOWANCE: usize = 512;
 
 /// One source as ingress serves it, prepared once at start.
 #[derive(Debug)]
@@ -62,6 +73,8 @@ pub(crate) struct SourceEntry {
     pub signature: Option<Signature>,
     /// Verification requests answered instead of published, when set.
     pub handshake: Option<Handshake>,
+    /// The answer to an accepted event, and whether to wait for a handler's.
+    pub reply: Reply,
 }
 
 /// Sources by exact path. Fails on a path ingress reserves or two sources on one path.
@@ -121,9 +134,10 @@ pub(crate) fn sources(integration: &Integration) -> Result<HashMap<String, Sourc
                 })?,
                 limits: Limits::new(source),
                 max_body_bytes: source.max_body_bytes,
-                dedup_key: source.dedup_key.clone(),
+                dedup_key: source.dedup_expr(),
                 signature: source.signature.clone(),
                 handshake: source.handshake.clone(),
+                reply: source.reply.clone(),
             },
         );
     }
@@ -133,6 +147,10 @@ pub(crate) fn sources(integration: &Integration) -> Result<HashMap<String, Sourc
 /// Shared state of the webhook handler.
 pub(crate) struct App {
     pub sources: HashMap<String, SourceEntry>,
+    /// For the reply subscriptions of `sync` sources.
+    pub nats: async_nats::Client,
+    /// Request counts and store latencies.
+    pub metrics: Arc<Metrics>,
     pub publisher: Publisher,
     /// Long-window dedup of event ids.
     pub dedup: Arc<Dedup>,
@@ -154,25 +172,42 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    let metrics = app.metrics.clone();
     let router = Router::new()
         .route(health::HEALTHZ, get(health::healthz))
         .route(
             health::READYZ,
             get(move || async move { health::readyz(&readiness).await }),
-        );
+        )
+        .route(METRICS_PATH, get(move || async move { metrics.response() }));
     health::with_grpc(router, grpc_health)
         .fallback(webhook)
         .with_state(app)
 }
 
 async fn webhook(State(app): State<Arc<App>>, request: Request) -> Response {
+    let source = app
+        .sources
+        .get(request.uri().path())
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
     match accept(&app, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+        Ok((response, outcome)) => {
+            app.metrics.request(&source, outcome);
+            response
+        }
+        Err(error) => {
+            app.metrics.request(&source, error.kind());
+            error.into_response()
+        }
     }
 }
 
-async fn accept(app: &App, request: Request) -> Result<Response, Error> {
+/// What became of an answered request, for the metrics.
+type Outcome = &'static str;
+
+async fn accept(app: &App, request: Request) -> Result<(Response, Outcome), Error> {
+    let received_at = Instant::now();
     let received_at_ms = now_ms();
     let (parts, body) = request.into_parts();
     let source = app.sources.get(parts.uri.path()).ok_or(Error::NotFound)?;
@@ -195,7 +230,7 @@ async fn accept(app: &App, request: Request) -> Result<Response, Error> {
         tracing::info!(source = %source.name, "request refused: rate limit");
     })?;
     if let Some(outcome) = query_handshake {
-        return handshake::answer(source, outcome);
+        return handshake::answer(source, outcome).map(|r| (r, "handshake"));
     }
     if let Err(reason) = source.auth.check(&parts.headers, parts.uri.query()) {
         tracing::warn!(source = %source.name, %reason, "request refused: unauthorized");
@@ -217,7 +252,7 @@ async fn accept(app: &App, request: Request) -> Result<Response, Error> {
         })?;
     }
     if let Some(answer) = handshake::after_verify(source, &body)? {
-        return Ok(answer);
+        return Ok((answer, "handshake"));
     }
     let envelope = event::envelope(
         source,
@@ -238,9 +273,33 @@ async fn accept(app: &App, request: Request) -> Result<Response, Error> {
     };
     if app.dedup.seen(&envelope.id).await.map_err(unavailable)? {
         tracing::info!(source = %source.name, event_id = %envelope.id, "duplicate delivery absorbed");
-        return Ok(accepted(&envelope.id));
+        return Ok((
+            reply::configured(&source.reply, &envelope.id, &source.name),
+            "duplicate",
+        ));
     }
+    // Subscribed before the publish, so a handler's reply cannot come before the subscription.
+    let mut reply_subscription = match source.reply.mode {
+        ReplyMode::Async => None,
+        ReplyMode::Sync => Some(
+            app.nats
+                .subscribe(app.topology.reply_subject(&envelope.id))
+                .await
+                // Fails only when the client is closed, which is the publish's failure too.
+                .map_err(|_| unavailable(crate::publish::PublishError::Disconnected))?,
+        ),
+    };
     let payload = envelope.encode_to_vec();
+    // NATS refuses a message over the server's max_payload whatever happens, so a retry could
+    // never succeed: that is the sender's body being too large (413), not an outage (503).
+    let max_payload = app.nats.server_info().max_payload;
+    if max_payload > 0 && payload.len() + NATS_HEADER_ALLOWANCE > max_payload {
+        tracing::warn!(source = %source.name, event_id = %envelope.id, bytes = payload.len(), max_payload, "event larger than the broker's max_payload");
+        let overhead = payload.len() - envelope.body.len() + NATS_HEADER_ALLOWANCE;
+        return Err(Error::BodyTooLarge {
+            limit: u64::try_from(max_payload.saturating_sub(overhead)).unwrap_or(u64::MAX),
+        });
+    }
     let ack = app
         .publisher
         .publish(
@@ -251,6 +310,8 @@ async fn accept(app: &App, request: Request) -> Result<Response, Error> {
         )
         .await
         .map_err(unavailable)?;
+    app.metrics
+        .stored(&source.name, received_at.elapsed().as_secs_f64());
     tracing::info!(
         source = %source.name,
         event_id = %envelope.id,
@@ -260,16 +321,18 @@ async fn accept(app: &App, request: Request) -> Result<Response, Error> {
     );
     app.dedup
         .remember(&source.name, &envelope.id, envelope.received_at_ms);
-    Ok(accepted(&envelope.id))
-}
-
-/// The answer to an accepted (or already accepted) event.
-fn accepted(event_id: &str) -> Response {
-    (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "id": event_id })),
-    )
-        .into_response()
+    if let Some(subscription) = &mut reply_subscription {
+        let left = source.reply.deadline.saturating_sub(received_at.elapsed());
+        if let Some(answer) = reply::wait(subscription, left).await {
+            tracing::info!(source = %source.name, event_id = %envelope.id, status = answer.status().as_u16(), "answered with the handler's reply");
+            return Ok((answer, "replied"));
+        }
+        tracing::info!(source = %source.name, event_id = %envelope.id, "no handler reply within the deadline, answering with the configured reply");
+    }
+    Ok((
+        reply::configured(&source.reply, &envelope.id, &source.name),
+        "accepted",
+    ))
 }
 
 fn log_too_large(source: &SourceEntry, error: Error) -> Error {

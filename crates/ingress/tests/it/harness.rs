@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use async_nats::jetstream;
 use hookyard_core::{
     Integration,
-    config::{Secret, SecretRef, Signature, Source, SourceAuth},
+    config::{DedupKey, Reply, Secret, SecretRef, Signature, Source, SourceAuth},
     envelope::HEADER_EVENT_ID,
     expr::Expr,
     streams::Topology,
@@ -41,9 +41,10 @@ pub fn integration() -> Integration {
         auth,
         max_body_bytes: LIMIT as u64,
         event_type: None,
-        dedup_key,
+        dedup_key: dedup_key.map(DedupKey::Expr),
         signature: None,
         handshake: None,
+        reply: Reply::default(),
         allow_ips: Vec::new(),
         trusted_proxies: Vec::new(),
         rate_limit: None,
@@ -127,11 +128,34 @@ pub async fn spawn_serving(
     Ok(ingress)
 }
 
+/// Starts ingress serving `integration` with settings changed by `edit`, and waits until it is
+/// ready.
+pub async fn spawn_configured(
+    nats: async_nats::Client,
+    integration: Integration,
+    edit: impl FnOnce(&mut hookyard_ingress::Settings),
+) -> anyhow::Result<Ingress> {
+    let topology = Topology::new(&unique_namespace("ing"));
+    let ingress = start_edited(nats, topology, Duration::from_secs(5), integration, edit).await?;
+    ingress.wait_ready(true).await?;
+    Ok(ingress)
+}
+
 async fn start(
     nats: async_nats::Client,
     topology: Topology,
     publish_timeout: Duration,
     integration: Integration,
+) -> anyhow::Result<Ingress> {
+    start_edited(nats, topology, publish_timeout, integration, |_| {}).await
+}
+
+async fn start_edited(
+    nats: async_nats::Client,
+    topology: Topology,
+    publish_timeout: Duration,
+    integration: Integration,
+    edit: impl FnOnce(&mut hookyard_ingress::Settings),
 ) -> anyhow::Result<Ingress> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -139,6 +163,7 @@ async fn start(
         hookyard_ingress::Settings::new(Arc::new(integration), nats.clone(), topology.clone());
     settings.publish_timeout = publish_timeout;
     settings.retry_after_secs = 7;
+    edit(&mut settings);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(hookyard_ingress::run(settings, listener, shutdown.clone()));
     Ok(Ingress {
