@@ -18,9 +18,14 @@
 //! - `body`: reading a body within `max_body_bytes`;
 //! - `event`: building the envelope, dedup key and event id from a request;
 //! - `dedup`: the long-window check of event ids in the `HOOKYARD_DEDUP` bucket;
-//! - [`publish`]: the JetStream publish and its bounded wait for the ack;
+//! - [`publish`]: handing an event to the batcher and the bounded wait for its ack;
+//! - `batch`: group commit, the one task publishing waiting events as atomic JetStream batches;
 //! - `health`: readiness, the background task creating the stream and bucket, health endpoints;
 //! - `routes`: the router and the webhook handler;
+//! - `reply`: the answer to an accepted event — the source's templated `reply`, or in `sync`
+//!   mode the handler's reply received on `hookyard.reply.<event id>` within the deadline;
+//! - `serve`: the accept loop with the header read timeout and header size limit;
+//! - `metrics`: request outcomes and store latency, served at `GET /metrics`;
 //! - [`verify`]: signature verification over the raw body (Standard Webhooks, GitHub, Stripe,
 //!   Shopify, Slack, generic HMAC);
 //! - [`handshake`]: verification requests (Slack, WebSub/Meta, Microsoft Graph, Zoom, echo)
@@ -33,6 +38,19 @@
 //!   `Retry-After`. The connection state is checked first because async-nats buffers publishes
 //!   while disconnected; the timeout bounds everything else. A publish that timed out may still
 //!   be stored later; the sender's retry then collapses onto it through `Nats-Msg-Id`.
+//! - **Group commit.** Requests do not publish themselves: they queue their event for one
+//!   batcher task, which sends what is waiting as one atomic JetStream batch (`Nats-Batch-Id`,
+//!   `HOOKYARD_IN` has `allow_atomic`), at most [`publish::BatchSettings::max_messages`]
+//!   (default 100) per batch and two batches in flight; the next batch fills while the previous
+//!   one is stored, so batches grow with the load without a timer: a lone request goes out at
+//!   once (as a plain publish). [`publish::BatchSettings::linger`] (default 0) can make a batch
+//!   wait for more. Each request is
+//!   answered with its batch's outcome: a failed batch stored nothing and every request in it
+//!   gets 503. The same event twice in a batch is sent once; a batch holding an id the stream
+//!   already has is refused whole by JetStream (error 10201) and is then published event by
+//!   event, so dedup per message id still holds. More than [`publish::BatchSettings::queue`]
+//!   waiting events (default 1024) get 503 with `Retry-After` at once: overload sheds instead of
+//!   queueing without bound.
 //! - **Duplicates absorbed in two layers.** The event id follows from the source and the dedup
 //!   key (the sender's delivery id, else the body hash) and is the `Nats-Msg-Id`, so
 //!   `HOOKYARD_IN`'s 2-minute `duplicate_window` stores a retried publish once. A sender retrying
@@ -46,7 +64,7 @@
 //! - **Start-up never waits for NATS.** A background task creates the stream and the dedup
 //!   bucket with backoff (and recreates them if they disappear); readiness and gRPC health
 //!   report whether events can be stored (NATS connected, stream and bucket present).
-//! - **Reserved paths.** `/healthz`, `/readyz` and `/grpc.health.v1.Health/*` belong to ingress.
+//! - **Reserved paths.** `/healthz`, `/readyz`, `/metrics` and `/grpc.health.v1.Health/*` belong to ingress.
 //!   A source configured on one of them, or two sources on one path, make [`run`] fail with
 //!   [`Error::PathConflict`] rather than silently shadowing a route.
 //! - **Exact path match.** Source paths are looked up verbatim (no trailing-slash folding, no
@@ -76,11 +94,22 @@
 //!   `api_key` source is removed from the stored query (and the query is never logged). Every
 //!   other header is kept as raw bytes. For an `none` source all headers are kept, as a handler
 //!   may need to check them.
-//! - **No JSON on the hot path** unless the dedup expression is jq; the event type is the
-//!   router's job.
+//! - **No JSON on the hot path** unless the dedup expression is jq (the `stripe` and `slack`
+//!   dedup presets are); the event type is the router's job.
+//! - **Dedup presets.** A source with a provider's signature scheme and no `dedup_key` uses
+//!   that provider's delivery id (`hookyard_core::config::dedup`), so a Stripe retry days later
+//!   is recognised without configuration.
+//! - **Replies.** The sender's answer is the source's `reply` (default 202 `{"id": …}`), also
+//!   for a repeat of an accepted event. In `sync` mode ingress subscribes to the event's reply
+//!   subject before publishing (same connection, so the subscription is known to the server
+//!   before any worker can see the event), then waits for a handler's `reply` step until the
+//!   deadline; the event is processed either way. See `reply`.
+//! - **Broker limit.** An event larger than the server's `max_payload` can never be stored, so
+//!   it is answered 413, not 503 (which would make the sender retry forever).
 
 mod access;
 pub mod auth;
+mod batch;
 mod body;
 mod dedup;
 pub mod error;
@@ -88,8 +117,11 @@ mod event;
 pub mod handshake;
 mod health;
 mod limits;
+mod metrics;
 pub mod publish;
+mod reply;
 mod routes;
+mod serve;
 pub mod verify;
 
 use std::{sync::Arc, time::Duration};
@@ -98,6 +130,7 @@ use hookyard_core::{Integration, streams::Topology};
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
+pub use serve::{MIN_HEADER_BYTES, ServerLimits};
 
 /// Everything [`run`] needs besides the listener.
 #[derive(Clone)]
@@ -112,6 +145,11 @@ pub struct Settings {
     pub publish_timeout: Duration,
     /// Seconds put in Retry-After on 503 (default 5).
     pub retry_after_secs: u64,
+    /// Header read timeout and header size limit of every connection.
+    pub server: ServerLimits,
+    /// Group commit: how many events go out in one JetStream batch, how long a batch may wait
+    /// for more, how many events may wait (see [`publish::BatchSettings`]).
+    pub batch: publish::BatchSettings,
 }
 
 impl Settings {
@@ -127,6 +165,8 @@ impl Settings {
             topology,
             publish_timeout: Duration::from_secs(5),
             retry_after_secs: 5,
+            server: ServerLimits::default(),
+            batch: publish::BatchSettings::default(),
         }
     }
 }
@@ -164,7 +204,13 @@ pub async fn run(
     let source_count = sources.len();
     let app = Arc::new(routes::App {
         sources,
-        publisher: publish::Publisher::new(settings.nats, settings.publish_timeout),
+        nats: settings.nats.clone(),
+        metrics: metrics::Metrics::new(),
+        publisher: publish::Publisher::with_batch(
+            settings.nats,
+            settings.publish_timeout,
+            settings.batch,
+        ),
         dedup,
         topology: settings.topology,
         retry_after_secs: settings.retry_after_secs,
@@ -173,18 +219,11 @@ pub async fn run(
     let address = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%address, sources = source_count, "ingress listening");
 
-    // The peer address is needed for `allow_ips`. axum::serve builds its hyper connection
-    // builder itself, so there is no header read timeout to set here beyond hyper's default.
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await;
+    serve::serve(listener, router, settings.server, shutdown).await;
     stop.cancel();
     if keeper.await.is_err() {
         tracing::warn!("readiness task failed");
     }
     tracing::info!("ingress stopped");
-    served.map_err(Error::Serve)
+    Ok(())
 }

@@ -21,6 +21,24 @@ struct Cli {
     /// Longest wait for JetStream's acknowledgement before answering 503.
     #[arg(long, env = "HOOKYARD_INGRESS_PUBLISH_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     publish_timeout: Duration,
+    /// Longest time a client may take to send a request's line and headers; slower connections
+    /// are closed (the body has each source's `read_timeout`).
+    #[arg(long, env = "HOOKYARD_INGRESS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
+    /// Largest request line plus headers, in bytes (at least 8192); larger requests get 431.
+    #[arg(long, env = "HOOKYARD_INGRESS_MAX_HEADER_BYTES", default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(8192..))]
+    max_header_bytes: u32,
+    /// Group commit: most events stored in one JetStream batch (1 to 1000; 1 publishes each
+    /// event on its own).
+    #[arg(long, env = "HOOKYARD_INGRESS_BATCH_MAX", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    batch_max: u16,
+    /// Longest wait for more events once a batch has its first (0s: never wait; batches still
+    /// grow while earlier ones are being stored).
+    #[arg(long, env = "HOOKYARD_INGRESS_BATCH_LINGER", default_value = "0s", value_parser = humantime::parse_duration)]
+    batch_linger: Duration,
+    /// Most events waiting to be stored; beyond it requests get 503 with Retry-After at once.
+    #[arg(long, env = "HOOKYARD_INGRESS_PUBLISH_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    publish_queue: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +79,15 @@ async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
     let mut settings =
         hookyard_ingress::Settings::new(integration, nats, Topology::new(&cli.common.namespace));
     settings.publish_timeout = cli.publish_timeout;
+    settings.batch = hookyard_ingress::publish::BatchSettings {
+        max_messages: usize::from(cli.batch_max),
+        linger: cli.batch_linger,
+        queue: cli.publish_queue as usize,
+    };
+    settings.server = hookyard_ingress::ServerLimits {
+        header_read_timeout: cli.header_read_timeout,
+        max_header_bytes: usize::try_from(cli.max_header_bytes).unwrap_or(usize::MAX),
+    };
     let shutdown = hookyard_core::shutdown::on_signal();
     let run = hookyard_ingress::run(settings, listener, shutdown.clone());
     // Draining: open connections (a gRPC health watch never ends on its own) get the grace period.

@@ -1,0 +1,395 @@
+//! Group commit: one task takes the events waiting to be stored and publishes them to
+//! `HOOKYARD_IN` as one atomic JetStream batch (ADR-50, nats-server 2.12+), so a burst of
+//! requests costs one commit round trip instead of one each.
+//!
+//! The loop: wait for the first event; take everything else already queued (up to
+//! [`BatchSettings::max_messages`]); send the batch when it is full or
+//! [`BatchSettings::linger`] after its first event (default zero: at once, so a lone request is
+//! never held back) and fewer than [`IN_FLIGHT`] batches are in flight. While they are, the
+//! next batch fills up, so the batch size follows the load without any timer.
+//!
+//! A batch of one event is an ordinary JetStream publish. A larger one is sent as core NATS
+//! messages with `Nats-Batch-Id`, `Nats-Batch-Sequence` and, on the last, `Nats-Batch-Commit`;
+//! the server stores all of them or none and answers the commit with one PubAck (its `seq` is
+//! the last message's; the others precede it). async-nats 0.51 has no batch API, hence the raw
+//! headers. Every message keeps `Nats-Msg-Id` = event id:
+//! - the same event twice in one batch (a sender retrying while the first try is queued) is
+//!   sent once, and both requests get its ack;
+//! - the server refuses a whole atomic batch that holds an id already in the stream's
+//!   duplicate window (error 10201), storing nothing; the batch is then published event by
+//!   event, where the repeat is acknowledged as a duplicate and the others are stored once.
+//!   The same fallback covers a stream without `allow_atomic` (error 10174).
+//!
+//! Any other failure (not connected, no PubAck within the publish timeout, stream missing or
+//! full) answers every request of the batch with the error, so each sender gets a 503; an
+//! atomic batch that failed stored nothing. A batch that timed out may still be committed
+//! later: the senders' retries then collapse onto it through the message ids.
+
+use std::{collections::HashMap, time::Duration};
+
+use async_nats::{
+    HeaderMap,
+    client::RequestErrorKind,
+    connection::State,
+    jetstream::{self, context::PublishErrorKind, publish::PublishAck},
+};
+use bytes::Bytes;
+use futures::{StreamExt, stream::FuturesUnordered};
+use hookyard_core::envelope::{HEADER_EVENT_ID, HEADER_SOURCE, NATS_MSG_ID};
+use serde::Deserialize;
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
+
+use crate::publish::{BatchSettings, PublishError};
+
+/// Batches in flight at once: one being stored while the next is on its way.
+pub(crate) const IN_FLIGHT: usize = 2;
+/// JetStream's limit on the messages of one atomic batch.
+pub(crate) const MAX_ATOMIC: usize = 1000;
+/// JetStream error code: the batch holds a message id already stored (or twice).
+const ERR_DUPLICATE_MSG_ID: u64 = 10201;
+/// JetStream error code: the stream does not allow atomic publishing.
+const ERR_ATOMIC_DISABLED: u64 = 10174;
+
+/// One event waiting to be stored, and where its outcome goes.
+pub(crate) struct Pending {
+    pub subject: String,
+    pub event_id: String,
+    pub source: String,
+    pub payload: Bytes,
+    pub answer: oneshot::Sender<Result<PublishAck, PublishError>>,
+}
+
+/// One message of a batch: the first request with its event id, and every request that
+/// brought the same id.
+struct Message {
+    first: Pending,
+    also: Vec<oneshot::Sender<Result<PublishAck, PublishError>>>,
+}
+
+impl Message {
+    fn answer(self, result: Result<PublishAck, PublishError>) {
+        for other in self.also {
+            let _ = other.send(
+                result
+                    .as_ref()
+                    .map(Clone::clone)
+                    .map_err(PublishError::again),
+            );
+        }
+        let _ = self.first.answer.send(result);
+    }
+}
+
+/// Runs the batcher until `queue` is closed (every [`Publisher`](crate::publish::Publisher)
+/// dropped) and the batches in flight are answered.
+pub(crate) async fn run(
+    client: async_nats::Client,
+    timeout: Duration,
+    settings: BatchSettings,
+    mut queue: mpsc::Receiver<Pending>,
+) {
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(timeout);
+    let sender = Sender {
+        client,
+        js,
+        timeout,
+    };
+    let max = settings.max_messages.clamp(1, MAX_ATOMIC);
+    let mut batch: Vec<Pending> = Vec::with_capacity(max);
+    let mut deadline = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    let mut closed = false;
+    loop {
+        let due = batch.len() >= max || Instant::now() >= deadline;
+        if !batch.is_empty() && in_flight.len() < IN_FLIGHT && due {
+            in_flight.push(sender.send(std::mem::take(&mut batch)));
+            continue;
+        }
+        if closed && batch.is_empty() && in_flight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            item = queue.recv(), if !closed && batch.len() < max => match item {
+                Some(pending) => {
+                    if batch.is_empty() {
+                        deadline = Instant::now() + settings.linger;
+                    }
+                    batch.push(pending);
+                    while batch.len() < max {
+                        match queue.try_recv() {
+                            Ok(pending) => batch.push(pending),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None => closed = true,
+            },
+            () = tokio::time::sleep_until(deadline), if !batch.is_empty() && Instant::now() < deadline => {}
+        }
+    }
+}
+
+/// What publishing needs.
+struct Sender {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    timeout: Duration,
+}
+
+impl Sender {
+    /// Publishes `batch` and answers every request in it.
+    async fn send(&self, batch: Vec<Pending>) {
+        let messages = collapse(batch);
+        if messages.is_empty() {
+            return;
+        }
+        if self.client.connection_state() != State::Connected {
+            for message in messages {
+                message.answer(Err(PublishError::Disconnected));
+            }
+            return;
+        }
+        if messages.len() == 1 {
+            return self.one_by_one(messages).await;
+        }
+        match self.atomic(&messages).await {
+            Ok(acks) => {
+                for (message, ack) in messages.into_iter().zip(acks) {
+                    message.answer(Ok(ack));
+                }
+            }
+            Err(PublishError::BatchRejected { err_code, .. })
+                if err_code == ERR_DUPLICATE_MSG_ID || err_code == ERR_ATOMIC_DISABLED =>
+            {
+                tracing::debug!(
+                    err_code,
+                    events = messages.len(),
+                    "batch refused as a whole, publishing its events one by one"
+                );
+                self.one_by_one(messages).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, events = messages.len(), "batch not stored");
+                for message in messages {
+                    message.answer(Err(error.again()));
+                }
+            }
+        }
+    }
+
+    /// Publishes each message on its own, all at once, each answered with its own outcome.
+    async fn one_by_one(&self, messages: Vec<Message>) {
+        let publishes = messages.into_iter().map(|message| async move {
+            let result = self.publish_one(&message.first).await;
+            message.answer(result);
+        });
+        futures::future::join_all(publishes).await;
+    }
+
+    async fn publish_one(&self, pending: &Pending) -> Result<PublishAck, PublishError> {
+        let rejected = |source: jetstream::context::PublishError| PublishError::Rejected {
+            kind: source.kind(),
+            source,
+        };
+        let publish = async {
+            self.js
+                .publish_with_headers(
+                    pending.subject.clone(),
+                    headers(pending),
+                    pending.payload.clone(),
+                )
+                .await
+                .map_err(rejected)?
+                .await
+                .map_err(rejected)
+        };
+        match tokio::time::timeout(self.timeout, publish).await {
+            Ok(Err(PublishError::Rejected {
+                kind: PublishErrorKind::TimedOut,
+                ..
+            }))
+            | Err(_) => Err(PublishError::Timeout(self.timeout)),
+            Ok(result) => result,
+        }
+    }
+
+    /// Sends `messages` as one atomic batch and returns each message's ack.
+    async fn atomic(&self, messages: &[Message]) -> Result<Vec<PublishAck>, PublishError> {
+        // A fresh inbox ends in a unique token (a nuid, 22 characters; JetStream allows 64).
+        let inbox = self.client.new_inbox();
+        let id = inbox.rsplit('.').next().unwrap_or(&inbox).to_owned();
+        let last = messages.len();
+        let rejected = |kind: PublishErrorKind| PublishError::Rejected {
+            kind,
+            source: kind.into(),
+        };
+        let commit = async {
+            for (i, message) in messages.iter().enumerate() {
+                let pending = &message.first;
+                let mut headers = headers(pending);
+                headers.insert("Nats-Batch-Id", id.as_str());
+                headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+                if i + 1 < last {
+                    self.client
+                        .publish_with_headers(
+                            pending.subject.clone(),
+                            headers,
+                            pending.payload.clone(),
+                        )
+                        .await
+                        .map_err(|_| rejected(PublishErrorKind::Other))?;
+                } else {
+                    headers.insert("Nats-Batch-Commit", "1");
+                    let reply = self
+                        .client
+                        .request_with_headers(
+                            pending.subject.clone(),
+                            headers,
+                            pending.payload.clone(),
+                        )
+                        .await
+                        .map_err(|error| match error.kind() {
+                            RequestErrorKind::TimedOut => PublishError::Timeout(self.timeout),
+                            RequestErrorKind::NoResponders => {
+                                rejected(PublishErrorKind::StreamNotFound)
+                            }
+                            RequestErrorKind::MaxPayloadExceeded => {
+                                rejected(PublishErrorKind::MaxPayloadExceeded)
+                            }
+                            _ => rejected(PublishErrorKind::Other),
+                        })?;
+                    return Ok(reply.payload);
+                }
+            }
+            unreachable!("a batch has a last message")
+        };
+        let payload = tokio::time::timeout(self.timeout, commit)
+            .await
+            .map_err(|_| PublishError::Timeout(self.timeout))??;
+        acks(&payload, last)
+    }
+}
+
+/// Groups the requests of a batch by event id, dropping requests nobody waits for anymore.
+fn collapse(batch: Vec<Pending>) -> Vec<Message> {
+    let mut messages: Vec<Message> = Vec::with_capacity(batch.len());
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for pending in batch {
+        if pending.answer.is_closed() {
+            continue;
+        }
+        if let Some(&at) = index.get(&pending.event_id) {
+            messages[at].also.push(pending.answer);
+        } else {
+            index.insert(pending.event_id.clone(), messages.len());
+            messages.push(Message {
+                first: pending,
+                also: Vec::new(),
+            });
+        }
+    }
+    messages
+}
+
+fn headers(pending: &Pending) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MSG_ID, pending.event_id.as_str());
+    headers.insert(HEADER_EVENT_ID, pending.event_id.as_str());
+    headers.insert(HEADER_SOURCE, pending.source.as_str());
+    headers
+}
+
+/// The commit's answer: a PubAck of the batch or an error.
+#[derive(Deserialize)]
+struct CommitReply {
+    #[serde(default)]
+    stream: String,
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    domain: String,
+    batch: Option<String>,
+    count: Option<u64>,
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    err_code: u64,
+    #[serde(default)]
+    description: String,
+}
+
+/// One ack per message from the batch's PubAck: the last message has `seq`, the others the
+/// sequences before it.
+fn acks(payload: &[u8], messages: usize) -> Result<Vec<PublishAck>, PublishError> {
+    let reply: CommitReply =
+        serde_json::from_slice(payload).map_err(|_| PublishError::BatchRejected {
+            err_code: 0,
+            description: "unreadable commit reply".to_owned(),
+        })?;
+    if let Some(error) = reply.error {
+        return Err(PublishError::BatchRejected {
+            err_code: error.err_code,
+            description: error.description,
+        });
+    }
+    let count = reply.count.unwrap_or(messages as u64);
+    if count != messages as u64 || reply.seq < count {
+        return Err(PublishError::BatchRejected {
+            err_code: 0,
+            description: format!("commit acknowledged {count} of {messages} messages"),
+        });
+    }
+    let first = reply.seq + 1 - count;
+    Ok((0..count)
+        .map(|i| PublishAck {
+            stream: reply.stream.clone(),
+            sequence: first + i,
+            domain: reply.domain.clone(),
+            duplicate: false,
+            value: None,
+            batch_id: reply.batch.clone(),
+            batch_size: Some(count),
+        })
+        .collect())
+}
+
+impl PublishError {
+    /// The same error again, for another request of the same batch.
+    pub(crate) fn again(&self) -> Self {
+        match self {
+            Self::Disconnected => Self::Disconnected,
+            Self::Timeout(after) => Self::Timeout(*after),
+            Self::DedupNotReady => Self::DedupNotReady,
+            Self::DedupCheck { kind, .. } => Self::DedupCheck {
+                kind: *kind,
+                source: (*kind).into(),
+            },
+            Self::Rejected { kind, .. } => Self::Rejected {
+                kind: *kind,
+                source: (*kind).into(),
+            },
+            Self::BatchRejected {
+                err_code,
+                description,
+            } => Self::BatchRejected {
+                err_code: *err_code,
+                description: description.clone(),
+            },
+            Self::Overloaded => Self::Overloaded,
+            Self::Stopped => Self::Stopped,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod tests;
