@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     Error, ROUTER_CONCURRENCY,
+    metrics::Metrics,
     publish::{self, REASON_BAD_EVENT, REASON_UNROUTED, Unroutable},
     report, retry_delay,
     route::{self, Decision},
@@ -26,6 +27,7 @@ use crate::{
 /// What routing one message needs.
 pub(crate) struct Context {
     pub table: Arc<Table>,
+    pub metrics: Arc<Metrics>,
     pub js: jetstream::Context,
     pub topology: Topology,
 }
@@ -49,14 +51,22 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
         .info()
         .map(|i| (i.delivered, i.stream_sequence))
         .unwrap_or((1, 0));
+    let source = msg
+        .subject
+        .as_str()
+        .strip_prefix(&ctx.topology.in_subject(""))
+        .unwrap_or_default()
+        .to_owned();
     match route_one(ctx, &msg, delivered, sequence).await {
-        Ok(()) => {
+        Ok(outcome) => {
+            ctx.metrics.event(&source, outcome);
             if let Err(error) = msg.double_ack().await {
                 // The event is redelivered and republished; Nats-Msg-Id absorbs the copies.
                 warn!(error = %report(&*error), sequence, "failed to ack routed event");
             }
         }
         Err(error) => {
+            ctx.metrics.event(&source, "retry");
             let delay = retry_delay(delivered);
             warn!(
                 error = %report(&error),
@@ -75,17 +85,21 @@ async fn route_one(
     msg: &jetstream::Message,
     delivered: i64,
     sequence: u64,
-) -> Result<(), Error> {
+) -> Result<&'static str, Error> {
     let attempts = u32::try_from(delivered).unwrap_or(u32::MAX);
     let event = match Envelope::decode(msg.payload.as_ref()) {
         Ok(event) if !event.id.is_empty() => event,
         Ok(event) => {
             let error = "the envelope has no event id".to_owned();
-            return bad_event(ctx, msg, Some(event), error, attempts, sequence).await;
+            return bad_event(ctx, msg, Some(event), error, attempts, sequence)
+                .await
+                .map(|()| "bad_event");
         }
         Err(e) => {
             let error = format!("the payload is not an event envelope: {e}");
-            return bad_event(ctx, msg, None, error, attempts, sequence).await;
+            return bad_event(ctx, msg, None, error, attempts, sequence)
+                .await
+                .map(|()| "bad_event");
         }
     };
     // The table is fixed for this attempt: a reload meanwhile applies to the next event.
@@ -97,7 +111,10 @@ async fn route_one(
         } => {
             publish::work_items(&ctx.js, &ctx.topology, &event, &event_type, &handlers).await?;
             debug!(event_id = %event.id, source = %event.source, event_type, handlers = handlers.len(), "event routed");
-            Ok(())
+            for handler in &handlers {
+                ctx.metrics.work(handler);
+            }
+            Ok("routed")
         }
         Decision::Unrouted { event_type, why } => {
             info!(event_id = %event.id, source = %event.source, event_type, "event unrouted");
@@ -109,7 +126,9 @@ async fn route_one(
                 error: report(&why),
                 attempts,
             };
-            publish::unroutable(&ctx.js, &ctx.topology, dead).await
+            publish::unroutable(&ctx.js, &ctx.topology, dead)
+                .await
+                .map(|()| "unrouted")
         }
     }
 }

@@ -11,6 +11,8 @@
 //!   ack/NAK and the drain on shutdown;
 //! - `table` and `reload`: the route table in use, and replacing it when the integration file
 //!   changes (see [Reloading the integration file](#reloading-the-integration-file));
+//! - `metrics`: events by outcome and work items by handler, served at `GET /metrics` on the
+//!   gRPC listener (which also accepts HTTP/1.1 for Prometheus);
 //! - [`run`]: stream setup, the consumer loop and `grpc.health.v1`.
 //!
 //! It does not own the handlers' work (the worker), the streams' settings
@@ -66,6 +68,7 @@
 //! that use it load it at their own start.
 
 mod consume;
+mod metrics;
 mod publish;
 mod reload;
 pub mod route;
@@ -168,9 +171,15 @@ pub async fn run(
     // without being observable.
     let stop = shutdown.child_token();
 
+    let (metrics, registry) = metrics::Metrics::new();
     let serve = async {
+        let routes = hookyard_core::metrics::with_metrics(
+            tonic::service::Routes::new(health_service),
+            registry,
+        );
         let served = tonic::transport::Server::builder()
-            .add_service(health_service)
+            .accept_http1(true)
+            .add_routes(routes)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener),
                 stop.cancelled(),
@@ -198,6 +207,7 @@ pub async fn run(
         info!(consumer = %settings.topology.router_consumer(), "router started");
         let ctx = Arc::new(consume::Context {
             table: table.clone(),
+            metrics: metrics.clone(),
             js,
             topology: settings.topology.clone(),
         });

@@ -7,7 +7,7 @@ use hookyard_core::{
     expr::{ExprError, Input},
 };
 use hookyard_proto::{
-    egress::v1::{CallRequest, Header},
+    egress::v1::{CallRequest, CallResponse, Header},
     event::v1::{Envelope, WorkItem},
 };
 
@@ -28,14 +28,41 @@ pub enum BuildError {
 }
 
 /// The `$event` metadata step expressions see (the headers are added by [`Input::new`]).
-pub fn event_meta(event: &Envelope, item: &WorkItem) -> serde_json::Value {
-    serde_json::json!({
+/// After an `http` step, `response` holds that step's answer (see [`response_meta`]).
+pub fn event_meta(
+    event: &Envelope,
+    item: &WorkItem,
+    response: Option<&serde_json::Value>,
+) -> serde_json::Value {
+    let mut meta = serde_json::json!({
         "id": event.id,
         "source": event.source,
         "type": item.event_type,
         "handler": item.handler,
         "received_at_ms": event.received_at_ms,
-    })
+    });
+    if let (Some(response), Some(map)) = (response, meta.as_object_mut()) {
+        map.insert("response".to_owned(), response.clone());
+    }
+    meta
+}
+
+/// `$event.response` for the steps after an `http` step: `status`, `headers` (lower-case names;
+/// repeated ones joined with `, `) and `body` — parsed JSON when it is JSON, else text.
+pub fn response_meta(response: &CallResponse) -> serde_json::Value {
+    let mut headers = serde_json::Map::new();
+    for header in &response.headers {
+        let name = header.name.to_ascii_lowercase();
+        let value = match headers.remove(&name) {
+            Some(serde_json::Value::String(before)) => format!("{before}, {}", header.value),
+            _ => header.value.clone(),
+        };
+        headers.insert(name, serde_json::Value::String(value));
+    }
+    let body = serde_json::from_slice(&response.body).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&response.body).into_owned())
+    });
+    serde_json::json!({ "status": response.status, "headers": headers, "body": body })
 }
 
 /// Idempotency key of step `index` of a handler. The first step uses the key DESIGN.md names
@@ -56,8 +83,13 @@ pub fn build(
     index: usize,
     event: &Envelope,
     item: &WorkItem,
+    response: Option<&serde_json::Value>,
 ) -> Result<CallRequest, BuildError> {
-    let input = Input::new(&event.headers, &event.body, event_meta(event, item));
+    let input = Input::new(
+        &event.headers,
+        &event.body,
+        event_meta(event, item, response),
+    );
     let expr_err = |field: &str| {
         let field = field.to_owned();
         move |source| BuildError::Expr { field, source }
@@ -91,6 +123,7 @@ pub fn build(
         headers,
         body,
         idempotency_key: step_idempotency_key(&event.id, &item.handler, index),
+        event_id: event.id.clone(),
     })
 }
 
@@ -129,9 +162,9 @@ base_url = "https://erp.example.com"
         i.handlers["orders"]
             .steps
             .iter()
-            .map(|s| {
-                let Step::Http(h) = s;
-                h.clone()
+            .filter_map(|s| match s {
+                Step::Http(h) => Some(h.clone()),
+                Step::Reply(_) => None,
             })
             .collect()
     }
@@ -158,7 +191,7 @@ base_url = "https://erp.example.com"
     #[test]
     fn expressions_fill_path_headers_and_body() {
         let (event, item) = item(r#"{"order":{"id":"o-7"}}"#);
-        let req = build(&steps()[0], 0, &event, &item).expect("builds");
+        let req = build(&steps()[0], 0, &event, &item, None).expect("builds");
         assert_eq!(req.connection, "erp");
         assert_eq!(req.method, "PUT");
         assert_eq!(req.path, "/v1/orders/o-7");
@@ -183,7 +216,7 @@ base_url = "https://erp.example.com"
     #[test]
     fn default_body_is_the_raw_event_body_and_later_steps_get_their_own_key() {
         let (event, item) = item(r#"{"order":{"id":"o-7"}}"#);
-        let req = build(&steps()[1], 1, &event, &item).expect("builds");
+        let req = build(&steps()[1], 1, &event, &item, None).expect("builds");
         assert_eq!(req.method, "POST");
         assert_eq!(req.body, event.body);
         assert_eq!(req.idempotency_key, "evt_1:orders:1");
@@ -193,7 +226,7 @@ base_url = "https://erp.example.com"
     fn expression_errors_and_missing_paths_are_errors() {
         let (event, item) = item("not json");
         assert!(matches!(
-            build(&steps()[0], 0, &event, &item),
+            build(&steps()[0], 0, &event, &item, None),
             Err(BuildError::Expr {
                 source: ExprError::BodyNotJson(_),
                 ..
@@ -201,7 +234,7 @@ base_url = "https://erp.example.com"
         ));
         let (event, item) = item_json();
         assert!(matches!(
-            build(&steps()[2], 2, &event, &item),
+            build(&steps()[2], 2, &event, &item, None),
             Err(BuildError::NoPath)
         ));
     }

@@ -43,8 +43,11 @@ pub(crate) struct HandlerContext {
     pub handler: Handler,
     pub integration: Arc<Integration>,
     pub js: jetstream::Context,
+    /// For `reply` steps, which publish on core NATS.
+    pub nats: async_nats::Client,
     pub topology: Topology,
     pub egress: EgressServiceClient<tonic::transport::Channel>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Handles one delivery. When `abort` is cancelled (the shutdown grace ran out) the attempt is
@@ -89,7 +92,7 @@ pub(crate) async fn handle(
             ),
             Some(item),
         ),
-        Ok(item) => match attempt_with_progress(ctx, &msg, &item, abort).await {
+        Ok(item) => match timed_attempt(ctx, &msg, &item, abort).await {
             Some(attempt) => (attempt, Some(item)),
             None => {
                 info!(handler = %ctx.name, attempt = delivered, "shutdown grace ran out, returning the event");
@@ -106,11 +109,13 @@ pub(crate) async fn handle(
         .to_owned();
     match verdict(&attempt, delivered, max_deliver, &ctx.handler.backoff) {
         Verdict::Ack => {
+            ctx.metrics.delivery(&ctx.name, "handled");
             // One line per handled event: operators (and the compose test) count deliveries per replica.
             info!(handler = %ctx.name, event_id, attempt = delivered, "event handled");
             ack(ctx, &msg).await;
         }
         Verdict::Retry(delay) => {
+            ctx.metrics.delivery(&ctx.name, "retry");
             warn!(
                 handler = %ctx.name,
                 event_id,
@@ -122,6 +127,7 @@ pub(crate) async fn handle(
             nak(&msg, Some(delay)).await;
         }
         Verdict::DeadLetter(reason) => {
+            ctx.metrics.delivery(&ctx.name, "dead_letter");
             warn!(
                 handler = %ctx.name,
                 event_id,
@@ -162,6 +168,20 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// [`attempt_with_progress`], timed for the metrics.
+async fn timed_attempt(
+    ctx: &HandlerContext,
+    msg: &jetstream::Message,
+    item: &WorkItem,
+    abort: &CancellationToken,
+) -> Option<Attempt> {
+    let started = std::time::Instant::now();
+    let attempt = attempt_with_progress(ctx, msg, item, abort).await;
+    ctx.metrics
+        .attempt(&ctx.name, started.elapsed().as_secs_f64());
+    attempt
+}
+
 /// Runs the steps, sending a progress ack every half ack wait so a long call is not
 /// redelivered to another worker meanwhile. `None` when aborted.
 async fn attempt_with_progress(
@@ -196,9 +216,26 @@ async fn run_steps(ctx: &HandlerContext, item: &WorkItem) -> Attempt {
             "the work item has no event".to_owned(),
         );
     };
+    // The previous http step's answer, `$event.response` of the steps after it.
+    let mut previous: Option<serde_json::Value> = None;
     for (index, step) in ctx.handler.steps.iter().enumerate() {
-        let Step::Http(step) = step;
-        let request = match call::build(step, index, event, item) {
+        let step = match step {
+            Step::Http(step) => step,
+            Step::Reply(step) => match crate::reply::build(step, event, item, previous.as_ref()) {
+                Ok(reply) => {
+                    crate::reply::send(&ctx.nats, &ctx.topology, reply).await;
+                    continue;
+                }
+                Err(e) => {
+                    return failed(
+                        Failure::Permanent,
+                        0,
+                        format!("step {index}: {}", report(&e)),
+                    );
+                }
+            },
+        };
+        let request = match call::build(step, index, event, item, previous.as_ref()) {
             Ok(r) => r,
             Err(e) => {
                 return failed(
@@ -217,7 +254,8 @@ async fn run_steps(ctx: &HandlerContext, item: &WorkItem) -> Attempt {
         request.set_timeout(deadline);
         match ctx.egress.clone().call(request).await {
             Ok(response) => {
-                let status = response.into_inner().status;
+                let response = response.into_inner();
+                let status = response.status;
                 if let Some(kind) = classify_status(status) {
                     return failed(
                         kind,
@@ -225,6 +263,7 @@ async fn run_steps(ctx: &HandlerContext, item: &WorkItem) -> Attempt {
                         format!("step {index}: the partner answered HTTP {status}"),
                     );
                 }
+                previous = Some(call::response_meta(&response));
             }
             Err(status) => {
                 return failed(

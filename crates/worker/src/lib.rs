@@ -9,6 +9,10 @@
 //! - `dispatch`: one delivery — steps, progress acks, ack / NAK-with-delay / dead letter;
 //! - [`call`]: a step's egress request from its expressions, and its idempotency key;
 //! - [`outcome`]: the retry policy as pure functions (what is retryable, which backoff entry).
+//! - `metrics`: deliveries by outcome and attempt durations per handler, served at
+//!   `GET /metrics` on the gRPC listener (which also accepts HTTP/1.1 for Prometheus);
+//! - [`reply`]: the `reply` step — the answer for the sender of a `sync` source, published on
+//!   core NATS to `hookyard.reply.<event id>` (best effort: nobody may be waiting any more).
 //!
 //! It does not own partner HTTP, credentials or the SSRF guard (egress), routing (router) nor
 //! stream settings ([`hookyard_core::streams`]).
@@ -50,7 +54,9 @@
 pub mod call;
 mod consume;
 mod dispatch;
+mod metrics;
 pub mod outcome;
+pub mod reply;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
@@ -202,9 +208,15 @@ pub async fn run(
     // The health server stopping for any reason stops the service too.
     let stop = shutdown.child_token();
 
+    let (metrics, registry) = metrics::Metrics::new();
     let serve = async {
+        let routes = hookyard_core::metrics::with_metrics(
+            tonic::service::Routes::new(health_service),
+            registry,
+        );
         let served = tonic::transport::Server::builder()
-            .add_service(health_service)
+            .accept_http1(true)
+            .add_routes(routes)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener),
                 stop.cancelled(),
@@ -229,8 +241,10 @@ pub async fn run(
                 handler: handler.clone(),
                 integration: settings.integration.clone(),
                 js: js.clone(),
+                nats: js.client(),
                 topology: settings.topology.clone(),
                 egress: egress.clone(),
+                metrics: metrics.clone(),
             });
             loops.push((consumer, ctx));
         }

@@ -63,6 +63,14 @@ struct TestEgress {
 
 #[tonic::async_trait]
 impl EgressService for TestEgress {
+    async fn test_connection(
+        &self,
+        _request: tonic::Request<hookyard_proto::egress::v1::TestConnectionRequest>,
+    ) -> Result<tonic::Response<hookyard_proto::egress::v1::TestConnectionResponse>, tonic::Status>
+    {
+        Err(tonic::Status::unimplemented("not used by the worker"))
+    }
+
     async fn call(
         &self,
         request: tonic::Request<CallRequest>,

@@ -1,0 +1,75 @@
+//! The worker's Prometheus metrics, served at `GET /metrics` on its gRPC listener.
+//!
+//! - `hookyard_worker_deliveries_total{handler, outcome}`: deliveries by what became of them:
+//!   `handled` (acked), `retry` (NAKed with delay), `dead_letter`.
+//! - `hookyard_worker_attempt_seconds{handler}`: time to run a handler's steps once.
+
+use std::sync::Arc;
+
+use hookyard_core::metrics::{Registry, latency_buckets};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    handler: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandlerLabels {
+    handler: String,
+}
+
+/// Counters and timings of the worker.
+pub(crate) struct Metrics {
+    deliveries: Family<DeliveryLabels, Counter>,
+    attempt_seconds: Family<HandlerLabels, Histogram>,
+}
+
+impl Metrics {
+    /// The metrics and the registry holding them.
+    pub(crate) fn new() -> (Arc<Self>, Arc<Registry>) {
+        let mut registry = Registry::default();
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "hookyard_worker_deliveries",
+            "Deliveries by handler and outcome",
+            deliveries.clone(),
+        );
+        let attempt_seconds = Family::<HandlerLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        registry.register(
+            "hookyard_worker_attempt_seconds",
+            "Time to run a handler's steps once",
+            attempt_seconds.clone(),
+        );
+        (
+            Arc::new(Self {
+                deliveries,
+                attempt_seconds,
+            }),
+            Arc::new(registry),
+        )
+    }
+
+    pub(crate) fn delivery(&self, handler: &str, outcome: &'static str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                handler: handler.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub(crate) fn attempt(&self, handler: &str, seconds: f64) {
+        self.attempt_seconds
+            .get_or_create(&HandlerLabels {
+                handler: handler.to_owned(),
+            })
+            .observe(seconds);
+    }
+}
