@@ -1,5 +1,9 @@
-//! One partner call: send the outbound request, read the capped response, and on an OAuth 2.0
-//! connection retry once with a fresh token after a 401.
+//! One partner call: check the destination, then attempt the request — within the
+//! connection's rate and concurrency limits and while its breaker admits it — retrying what
+//! `retry` allows, retrying once with a fresh token after a 401 on an OAuth 2.0 connection,
+//! and auditing every attempt.
+
+use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use hookyard_proto::egress::v1::{CallRequest, CallResponse, Header};
@@ -7,10 +11,11 @@ use http::{HeaderValue, StatusCode, header::AUTHORIZATION};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    Error, MAX_RESPONSE_BODY_BYTES,
+    Error,
+    audit::{self, Audit},
     connection::{Auth, Connection},
-    guard,
     request::Outbound,
+    retry,
     token::Tokens,
 };
 
@@ -30,35 +35,157 @@ impl Answer {
             attempts,
         }
     }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
 }
 
-/// Makes the call `call` describes on `connection`.
+/// What a call needs besides its connection.
+pub(crate) struct Services<'a> {
+    pub tokens: &'a Tokens,
+    pub audit: Option<&'a Audit>,
+}
+
+/// Makes the call `call` describes on `connection`; `max_attempts` overrides the connection's
+/// retry policy (1 for a connection test).
 pub(crate) async fn perform(
     connection: &Connection,
-    tokens: &Tokens,
+    services: &Services<'_>,
     call: CallRequest,
+    max_attempts: Option<u32>,
 ) -> Result<CallResponse, Error> {
-    let outbound = Outbound::new(connection, call)?;
-    guard::check(&outbound.url)?;
-    if !matches!(connection.auth, Auth::OAuth2) {
-        return Ok(send(connection, &outbound, None).await?.into_response(1));
-    }
-    let token = tokens.get(&connection.name).await?;
-    let first = send(connection, &outbound, Some(&token)).await?;
-    if first.status != StatusCode::UNAUTHORIZED {
-        return Ok(first.into_response(1));
-    }
-    // The token may have been revoked before its expiry: drop it (only if still cached, so a
-    // fresher one fetched meanwhile survives) and try once more with whatever is current.
-    tracing::info!(
-        connection = connection.name,
-        "partner refused the token, retrying with a fresh one"
+    let event_id = audit::event_id(&call.event_id, &call.idempotency_key).map(str::to_owned);
+    let repeatable = retry::repeatable(
+        &call.method.parse().unwrap_or_default(),
+        !call.idempotency_key.is_empty(),
     );
-    tokens.invalidate(&connection.name, &token).await?;
-    let fresh = tokens.get(&connection.name).await?;
-    Ok(send(connection, &outbound, Some(&fresh))
-        .await?
-        .into_response(2))
+    let outbound = Outbound::new(connection, call)?;
+    let audit_url = services
+        .audit
+        .map(|_| audit::redact(&outbound.url, connection.auth_parameter()));
+    if let Err(refusal) = connection.guard.check_url(&outbound.url) {
+        // Audited as an attempt that never left, so refusals show up next to the calls.
+        if let (Some(audit), Some(url)) = (services.audit, audit_url) {
+            audit.record(&audit::Record {
+                connection: &connection.name,
+                method: outbound.method.as_str(),
+                url,
+                attempt: 1,
+                event_id: event_id.as_deref(),
+                status: None,
+                error: Some(format!("{:?}", tonic::Code::PermissionDenied)),
+                latency_ms: 0,
+                at_ms: audit::epoch_ms(SystemTime::now()),
+            });
+        }
+        return Err(Error::Refused(refusal.reason));
+    }
+    let policy = &connection.retry;
+    let mut allowed = if repeatable {
+        max_attempts.unwrap_or(policy.max_attempts).max(1)
+    } else {
+        1
+    };
+    let mut token = match connection.auth {
+        Auth::OAuth2 => Some(services.tokens.get(&connection.name).await?),
+        _ => None,
+    };
+    let mut refreshed = false;
+    let mut last: Option<Result<Answer, Error>> = None;
+    let mut attempt = 0;
+    loop {
+        if !connection.manners.breaker.admit() {
+            return match last {
+                Some(outcome) => outcome.map(|answer| answer.into_response(attempt)),
+                None => Err(Error::CircuitOpen(connection.name.clone())),
+            };
+        }
+        let permit = connection.manners.wait_turn().await;
+        attempt += 1;
+        let (started, at) = (Instant::now(), SystemTime::now());
+        let outcome = send(connection, &outbound, token.as_ref()).await;
+        drop(permit);
+        if let (Some(audit), Some(url)) = (services.audit, &audit_url) {
+            audit.record(&audit::Record {
+                connection: &connection.name,
+                method: outbound.method.as_str(),
+                url: url.clone(),
+                attempt,
+                event_id: event_id.as_deref(),
+                status: outcome.as_ref().ok().map(|a| a.status.as_u16()),
+                error: outcome.as_ref().err().map(|e| format!("{:?}", e.code())),
+                latency_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+                at_ms: audit::epoch_ms(at),
+            });
+        }
+        // The breaker hears about the partner only: no answer or a 5xx is a failure, any other
+        // answer a success; a refused destination or an unusable token says nothing about it.
+        let healthy = match &outcome {
+            Ok(answer) => Some(!answer.status.is_server_error()),
+            Err(Error::Timeout { .. } | Error::Unreachable { .. }) => Some(false),
+            Err(Error::ResponseTooLarge { .. }) => Some(true),
+            Err(_) => None,
+        };
+        if let Some(healthy) = healthy
+            && connection.manners.breaker.record(healthy)
+        {
+            tracing::warn!(connection = connection.name, "circuit breaker opened");
+        }
+        if let (Ok(answer), Some(current)) = (&outcome, &token)
+            && answer.status == StatusCode::UNAUTHORIZED
+            && !refreshed
+        {
+            // The token may have been revoked before its expiry: drop it (only if still
+            // cached, so a fresher one fetched meanwhile survives) and try once more with
+            // whatever is current. This attempt does not count against the retry policy.
+            tracing::info!(
+                connection = connection.name,
+                "partner refused the token, retrying with a fresh one"
+            );
+            services
+                .tokens
+                .invalidate(&connection.name, current)
+                .await?;
+            token = Some(services.tokens.get(&connection.name).await?);
+            refreshed = true;
+            allowed += 1;
+            continue;
+        }
+        let wait = match &outcome {
+            Ok(answer) if retry::retryable_status(answer.status.as_u16()) => {
+                match answer
+                    .header("retry-after")
+                    .and_then(|v| retry::retry_after(v, SystemTime::now()))
+                {
+                    Some(asked) if asked > policy.max_retry_after => None,
+                    Some(asked) => Some(asked),
+                    None => Some(retry::backoff(policy, attempt)),
+                }
+            }
+            Err(Error::Timeout { .. } | Error::Unreachable { .. }) => {
+                Some(retry::backoff(policy, attempt))
+            }
+            _ => None,
+        };
+        match wait {
+            Some(wait) if repeatable && attempt < allowed => {
+                tracing::info!(
+                    connection = connection.name,
+                    attempt,
+                    status = outcome.as_ref().ok().map(|a| a.status.as_u16()),
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "retrying partner call"
+                );
+                last = Some(outcome);
+                tokio::time::sleep(wait).await;
+            }
+            _ => return outcome.map(|answer| answer.into_response(attempt)),
+        }
+    }
 }
 
 async fn send(
@@ -86,13 +213,14 @@ async fn send(
         .send()
         .await
         .map_err(|e| Error::transport(&connection.name, e))?;
+    let limit = connection.max_response_bytes;
     let too_large = || Error::ResponseTooLarge {
         connection: connection.name.clone(),
-        limit: MAX_RESPONSE_BODY_BYTES,
+        limit,
     };
     if response
         .content_length()
-        .is_some_and(|len| len > MAX_RESPONSE_BODY_BYTES as u64)
+        .is_some_and(|len| len > limit as u64)
     {
         return Err(too_large());
     }
@@ -111,7 +239,7 @@ async fn send(
         .await
         .map_err(|e| Error::transport(&connection.name, e))?
     {
-        if body.len() + chunk.len() > MAX_RESPONSE_BODY_BYTES {
+        if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);

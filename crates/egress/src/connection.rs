@@ -1,15 +1,19 @@
-//! Connection profiles, built once at start: where a partner is, how long a call may take, the
-//! HTTP client that reaches it, and the credentials put on each request.
+//! Connection profiles, built once at start: where a partner is, the HTTP client that reaches
+//! it (`client`), the credentials put on each request, the SSRF guard, and its retry policy,
+//! limits and breaker (`manners`).
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::Arc};
 
 use base64::Engine as _;
-use hookyard_core::{Integration, config::ConnectionAuth};
+use hookyard_core::{
+    Integration,
+    config::{ConnectionAuth, Retry, parse_cidr},
+};
 use http::{HeaderName, HeaderValue, header::AUTHORIZATION};
 use secrecy::SecretString;
 use url::Url;
 
-use crate::Error;
+use crate::{Error, client, guard::Guard, manners::Manners};
 
 /// How a connection authenticates, ready to apply.
 pub(crate) enum Auth {
@@ -29,6 +33,20 @@ pub(crate) struct Connection {
     pub base: Url,
     pub client: reqwest::Client,
     pub auth: Auth,
+    pub guard: Arc<Guard>,
+    pub retry: Retry,
+    pub manners: Manners,
+    pub max_response_bytes: usize,
+}
+
+impl Connection {
+    /// The query parameter that carries the connection's API key, if any.
+    pub(crate) fn auth_parameter(&self) -> Option<&str> {
+        match &self.auth {
+            Auth::Query { name, .. } => Some(name),
+            _ => None,
+        }
+    }
 }
 
 /// Every connection of the integration file, by name.
@@ -42,14 +60,23 @@ impl Connections {
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
                 .ok_or_else(|| Error::BaseUrl(name.clone()))?;
+            let allow = config
+                .allow_private
+                .iter()
+                .map(|text| parse_cidr(text).map_err(|_| Error::AllowPrivate(name.clone())))
+                .collect::<Result<_, _>>()?;
+            let guard = Arc::new(Guard::new(allow));
             let connection = Connection {
                 name: name.clone(),
                 base,
-                client: client(config.timeout).map_err(|source| Error::HttpClient {
-                    connection: name.clone(),
-                    source,
-                })?,
+                client: client::build(name, config, guard.clone())?,
                 auth: auth(name, &config.auth)?,
+                guard,
+                retry: config.retry.clone(),
+                manners: Manners::new(config),
+                max_response_bytes: usize::try_from(config.max_response_bytes)
+                    .unwrap_or(usize::MAX)
+                    .min(crate::MAX_RESPONSE_BODY_BYTES),
             };
             connections.insert(name.clone(), connection);
         }
@@ -73,18 +100,6 @@ impl Connections {
             .filter(|c| matches!(c.auth, Auth::OAuth2))
             .map(|c| c.name.as_str())
     }
-}
-
-/// The HTTP client of one connection. TLS client identities and trusted CAs, and the resolver
-/// of the SSRF guard, are added here when they come.
-fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(timeout)
-        // A redirect could lead the credentials, or the call, anywhere: the caller sees the 3xx.
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
 }
 
 fn auth(connection: &str, auth: &ConnectionAuth) -> Result<Auth, Error> {
@@ -126,6 +141,7 @@ fn auth(connection: &str, auth: &ConnectionAuth) -> Result<Auth, Error> {
                 value: SecretString::from(value.expose().to_owned()),
             }
         }
-        ConnectionAuth::OAuth2ClientCredentials { .. } => Auth::OAuth2,
+        ConnectionAuth::OAuth2ClientCredentials { .. }
+        | ConnectionAuth::OAuth2AuthorizationCode { .. } => Auth::OAuth2,
     })
 }

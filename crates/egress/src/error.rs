@@ -101,6 +101,25 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// The connection's circuit breaker is open: its partner failed repeatedly just now.
+    #[error("circuit breaker of connection {0} is open")]
+    CircuitOpen(String),
+    /// A connection's `allow_private` holds something that is not an address or CIDR block.
+    #[error("allow_private of connection {0} holds an invalid range")]
+    AllowPrivate(String),
+    /// A connection's TLS settings cannot be used (never quotes key material).
+    #[error("{what} of connection {connection}: {detail}")]
+    Tls {
+        /// Connection name.
+        connection: String,
+        /// The key, e.g. `tls.ca`.
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The audit stream could not be set up.
+    #[error("cannot set up the audit stream: {0}")]
+    Audit(String),
     /// The gRPC server failed.
     #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
@@ -118,7 +137,9 @@ impl Error {
             | Self::ReservedQueryParameter(_) => Code::InvalidArgument,
             Self::Refused(_) => Code::PermissionDenied,
             Self::Timeout { .. } => Code::DeadlineExceeded,
-            Self::Unreachable { .. } | Self::UnusableToken(_) => Code::Unavailable,
+            Self::Unreachable { .. } | Self::UnusableToken(_) | Self::CircuitOpen(_) => {
+                Code::Unavailable
+            }
             Self::ResponseTooLarge { .. } => Code::ResourceExhausted,
             Self::Token { status, .. } => match status.code() {
                 // The token service not knowing the connection is a configuration mismatch
@@ -136,6 +157,9 @@ impl Error {
             | Self::BaseUrl(_)
             | Self::Auth { .. }
             | Self::HttpClient { .. }
+            | Self::AllowPrivate(_)
+            | Self::Tls { .. }
+            | Self::Audit(_)
             | Self::Serve(_) => Code::Internal,
         }
     }
@@ -152,8 +176,16 @@ impl Error {
         text
     }
 
-    /// Classifies a failed exchange with the partner, dropping the URL from the error.
+    /// Classifies a failed exchange with the partner, dropping the URL from the error; a
+    /// refusal of the SSRF guard (from the resolver or a redirect hop) is [`Error::Refused`].
     pub(crate) fn transport(connection: &str, error: reqwest::Error) -> Self {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(e) = cause {
+            if let Some(refusal) = e.downcast_ref::<crate::guard::Refusal>() {
+                return Self::Refused(refusal.reason);
+            }
+            cause = e.source();
+        }
         let connection = connection.to_owned();
         let source = error.without_url();
         if source.is_timeout() {

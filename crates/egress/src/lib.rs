@@ -2,32 +2,48 @@
 //! (`hookyard.egress.v1.EgressService`), so credentials and outbound policy live in one place.
 //!
 //! Owns:
-//! - connection profiles built at start from the integration file: base URL, timeout, one HTTP
-//!   client each, and auth — `basic`, `header`, `query`, `oauth2_client_credentials`
-//!   (`connection`);
+//! - connection profiles built at start from the integration file: base URL, timeout, auth —
+//!   `basic`, `header`, `query`, OAuth 2.0 (`connection`) — and one HTTP client each with the
+//!   guarded DNS resolver, the redirect policy and TLS (trusted CAs that replace or extend the
+//!   built-in roots, a client certificate for mutual TLS) (`client`);
+//! - the SSRF guard: which addresses a connection may reach, checked on literal hosts, on
+//!   every resolved address (`resolve`: the HTTP client connects only to addresses the guard
+//!   passed) and on every redirect hop; a connection's `allow_private` ranges lift it, never
+//!   for metadata addresses (`guard`);
 //! - turning a `CallRequest` into a checked outbound request: method, path that cannot leave the
 //!   connection's host, caller headers that cannot override auth (`request`);
-//! - making the call, reading the capped response, and the one retry after a 401 on an OAuth 2.0
-//!   connection (`call`); bearer tokens come from the token service (`token`);
-//! - the gRPC API and the one mapping of failures to status codes (`service`, [`Error`]).
+//! - making the call (`call`): attempts within the connection's rate and concurrency limits and
+//!   circuit breaker (`manners`), retries of repeatable requests with backoff and
+//!   `Retry-After` (`retry`), the one retry after a 401 on an OAuth 2.0 connection with a fresh
+//!   token from the token service (`token`), the capped response;
+//! - the audit record of every attempt on JetStream, best effort (`audit`);
+//! - `metrics`: calls by connection and outcome and their duration, served at `GET /metrics`
+//!   on the gRPC listener (which also accepts HTTP/1.1 for Prometheus);
+//! - the gRPC API (`Call`, `TestConnection`) and the one mapping of failures to status codes
+//!   (`service`, [`Error`]).
 //!
 //! Does not own: fetching or caching OAuth 2.0 tokens (the token service does; egress asks for
-//! a token on every call and never keeps one), retry policy across calls (the worker's), and
-//! events.
-//!
-//! Later issues, with their places ready:
-//! - **SSRF guard** (private, loopback, link-local and metadata addresses refused after DNS
-//!   resolution unless a connection allows a range): `guard`, called for every outbound URL
-//!   before it is sent; it allows everything for now. Its full form needs a DNS resolver on each
-//!   connection's client (`reqwest::ClientBuilder::dns_resolver`), built in `connection`.
-//! - **Retries and rate limits** per connection: in `call`, around `send`; `attempts` in the
-//!   response already counts every HTTP attempt.
-//! - **TLS client certificates and trusted CAs**: in `connection::client`, where each
-//!   connection's `reqwest::Client` is built.
+//! a token on every call and never keeps one), retries across calls (the worker's redelivery
+//! schedule; egress's retries stay within one call and its `Retry-After` cap), and events.
 //!
 //! Design choices:
-//! - Redirects are never followed (a 3xx comes back as it is) and proxy environment variables
-//!   are ignored: where a call goes is decided by the connection alone.
+//! - Redirects are not followed unless a connection's `follow_redirects` allows hops (a 3xx
+//!   comes back as it is); proxy environment variables are ignored: where a call goes is
+//!   decided by the connection alone. A `header`-auth connection follows only same-host hops,
+//!   as the HTTP client strips `Authorization` on a cross-host hop but not custom headers.
+//! - A resolved name is filtered, not refused outright: the client gets the addresses that
+//!   pass, and the call is refused (`PERMISSION_DENIED`) only when none does. The guard's
+//!   refusal travels through reqwest's error chain and is found there (`Error::transport`).
+//! - Retries: only repeatable requests (GET, HEAD, PUT, DELETE, OPTIONS; POST and PATCH with an
+//!   idempotency key), on connect errors, timeouts, 429 and 502–504; full-jitter backoff; a
+//!   `Retry-After` above `max_retry_after` returns the response instead of waiting, so a
+//!   worker's redelivery schedule takes over. The breaker counts attempts without a response
+//!   and 5xx answers; while open, calls fail with `UNAVAILABLE` without a request.
+//! - Audit: with [`run_audited`], one JSON record per attempt on `<prefix>.audit.egress`
+//!   (stream `HOOKYARD_AUDIT`) through a bounded queue; a full queue or failed publish drops the
+//!   record with a warning and never fails a call. URLs are recorded with user info, the
+//!   `query` auth parameter and secret-looking query values redacted; header values and bodies
+//!   never. The event id is `CallRequest.event_id`, else the idempotency key before its `:`.
 //! - Paths must start with `/`, be printable ASCII (percent-encode the rest) and contain no `\`,
 //!   `#`, or `@` before the query; they are appended to the base URL's path, and the result must
 //!   keep the base URL's scheme, host, port and user info. Dot segments are allowed (the URL is
@@ -45,11 +61,17 @@
 //!   services disagree on the configuration and becomes `FAILED_PRECONDITION`). Messages never
 //!   hold a URL (it may carry a `query` API key), header values, bodies or tokens.
 
+mod audit;
 mod call;
+mod client;
 mod connection;
 mod error;
 mod guard;
+mod manners;
+mod metrics;
 mod request;
+mod resolve;
+mod retry;
 mod service;
 mod token;
 
@@ -60,10 +82,13 @@ use hookyard_proto::egress::v1::egress_service_server::EgressServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use audit::Audit;
 pub use error::Error;
 
-/// Largest partner response body returned; larger ones fail the call.
-pub const MAX_RESPONSE_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Largest partner response body returned (a connection's `max_response_bytes` may lower it);
+/// larger ones fail the call.
+pub const MAX_RESPONSE_BODY_BYTES: usize =
+    hookyard_core::config::outbound::MAX_RESPONSE_BYTES as usize;
 
 /// Largest gRPC message egress accepts or sends (a body plus room for headers).
 pub const MAX_MESSAGE_BYTES: usize = hookyard_core::grpc::MAX_MESSAGE_BYTES;
@@ -79,9 +104,28 @@ pub struct Settings {
 }
 
 /// Serves `EgressService` and `grpc.health.v1` on `listener` until `shutdown` is cancelled,
-/// then finishes the calls in flight and returns.
+/// then finishes the calls in flight and returns. No audit records are written.
 pub async fn run(
     settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    serve(settings, None, listener, shutdown).await
+}
+
+/// Like [`run`], recording every outbound attempt to `audit` (see [`Audit::start`]).
+pub async fn run_audited(
+    settings: Settings,
+    audit: Audit,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    serve(settings, Some(audit), listener, shutdown).await
+}
+
+async fn serve(
+    settings: Settings,
+    audit: Option<Audit>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -99,12 +143,18 @@ pub async fn run(
         hookyard_core::health::set_serving(&reporter, false).await;
         tracing::info!("egress draining");
     };
-    let api = EgressServiceServer::new(service::EgressApi::new(connections, tokens))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let (metrics, registry) = metrics::Metrics::new();
+    let api =
+        EgressServiceServer::new(service::EgressApi::new(connections, tokens, audit, metrics))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let routes = hookyard_core::metrics::with_metrics(
+        tonic::service::Routes::new(health).add_service(api),
+        registry,
+    );
     tonic::transport::Server::builder()
-        .add_service(health)
-        .add_service(api)
+        .accept_http1(true)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             signal,

@@ -27,6 +27,10 @@ struct Cli {
         default_value = "http://127.0.0.1:50053"
     )]
     token_endpoint: String,
+    /// Record every outbound attempt in the JetStream stream HOOKYARD_AUDIT (subject
+    /// `hookyard.audit.egress`) on the NATS at --nats-url; best effort, never fails a call.
+    #[arg(long, env = "HOOKYARD_EGRESS_AUDIT", default_value_t = false)]
+    audit: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,7 +74,20 @@ async fn serve(cli: &Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
         integration,
         token_endpoint: Some(cli.token_endpoint.clone()),
     };
-    let run = hookyard_egress::run(settings, listener, shutdown.clone());
+    if !cli.audit {
+        let run = hookyard_egress::run(settings, listener, shutdown.clone());
+        return service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
+            .await
+            .context("failed to serve");
+    }
+    let nats = hookyard_core::settings::connect_nats(&cli.common.nats_url, "hookyard-egress")
+        .await
+        .context("failed to connect to nats")?;
+    let topology = hookyard_core::streams::Topology::new(&cli.common.namespace);
+    let audit = hookyard_egress::Audit::start(nats, &topology)
+        .await
+        .context("failed to start the audit")?;
+    let run = hookyard_egress::run_audited(settings, audit, listener, shutdown.clone());
     service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
         .await
         .context("failed to serve")

@@ -1,21 +1,45 @@
 //! The gRPC face of egress: `hookyard.egress.v1.EgressService`.
 
-use hookyard_proto::egress::v1::{CallRequest, CallResponse, egress_service_server::EgressService};
+use std::{sync::Arc, time::Instant};
+
+use hookyard_proto::egress::v1::{
+    CallRequest, CallResponse, TestConnectionRequest, TestConnectionResponse,
+    egress_service_server::EgressService,
+};
 use tonic::{Request, Response, Status};
 
-use crate::{call, connection::Connections, token::Tokens};
+use crate::{audit::Audit, call, connection::Connections, metrics::Metrics, token::Tokens};
+
+/// Largest body excerpt a connection test returns.
+const EXCERPT_BYTES: usize = 2048;
 
 /// Makes partner calls on the configured connections.
 pub(crate) struct EgressApi {
     connections: Connections,
     tokens: Tokens,
+    audit: Option<Audit>,
+    metrics: Arc<Metrics>,
 }
 
 impl EgressApi {
-    pub(crate) fn new(connections: Connections, tokens: Tokens) -> Self {
+    pub(crate) fn new(
+        connections: Connections,
+        tokens: Tokens,
+        audit: Option<Audit>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             connections,
             tokens,
+            audit,
+            metrics,
+        }
+    }
+
+    fn services(&self) -> call::Services<'_> {
+        call::Services {
+            tokens: &self.tokens,
+            audit: self.audit.as_ref(),
         }
     }
 }
@@ -26,12 +50,15 @@ impl EgressService for EgressApi {
         let call = request.into_inner();
         let name = call.connection.clone();
         let method = call.method.clone();
+        let started = Instant::now();
         let outcome = match self.connections.get(&name) {
-            Ok(connection) => call::perform(connection, &self.tokens, call).await,
+            Ok(connection) => call::perform(connection, &self.services(), call, None).await,
             Err(error) => Err(error),
         };
         match outcome {
             Ok(response) => {
+                self.metrics
+                    .answered(&name, response.status, started.elapsed().as_secs_f64());
                 tracing::info!(
                     connection = name,
                     method,
@@ -43,6 +70,8 @@ impl EgressService for EgressApi {
             }
             Err(error) => {
                 let status = Status::from(&error);
+                self.metrics
+                    .failed(&name, status.code(), started.elapsed().as_secs_f64());
                 tracing::warn!(
                     connection = name,
                     method,
@@ -53,5 +82,60 @@ impl EgressService for EgressApi {
                 Err(status)
             }
         }
+    }
+
+    async fn test_connection(
+        &self,
+        request: Request<TestConnectionRequest>,
+    ) -> Result<Response<TestConnectionResponse>, Status> {
+        let test = request.into_inner();
+        let connection = self
+            .connections
+            .get(&test.connection)
+            .map_err(|e| Status::from(&e))?;
+        let or = |text: String, default: &str| {
+            if text.is_empty() {
+                default.to_owned()
+            } else {
+                text
+            }
+        };
+        let call = CallRequest {
+            connection: test.connection.clone(),
+            method: or(test.method, "GET"),
+            path: or(test.path, "/"),
+            ..CallRequest::default()
+        };
+        let started = Instant::now();
+        let outcome = call::perform(connection, &self.services(), call, Some(1)).await;
+        let elapsed_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+        let response = match outcome {
+            Ok(response) => {
+                let truncated = response.body.len() > EXCERPT_BYTES;
+                let mut body = response.body;
+                body.truncate(EXCERPT_BYTES);
+                TestConnectionResponse {
+                    status: response.status,
+                    headers: response.headers,
+                    body_excerpt: body,
+                    truncated,
+                    elapsed_ms,
+                    ..TestConnectionResponse::default()
+                }
+            }
+            Err(error) => TestConnectionResponse {
+                elapsed_ms,
+                error_code: format!("{:?}", error.code()),
+                error: error.to_string(),
+                ..TestConnectionResponse::default()
+            },
+        };
+        tracing::info!(
+            connection = test.connection,
+            status = response.status,
+            error_code = response.error_code,
+            "connection tested"
+        );
+        Ok(Response::new(response))
     }
 }

@@ -115,3 +115,23 @@ async fn oauth2_connection_without_token_endpoint_fails_at_start() {
         Err(hookyard_egress::Error::NoTokenEndpoint(_))
     ));
 }
+
+#[tokio::test]
+async fn a_connections_own_response_limit_applies() {
+    let partner = MockServer::start().await;
+    Mock::given(matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b'x'; 11]))
+        .mount(&partner)
+        .await;
+    let services = crate::egress(&format!(
+        "[connections.small]\nbase_url = \"{}\"\nallow_private = [\"127.0.0.0/8\"]\nmax_response_bytes = 10\n",
+        partner.uri()
+    ))
+    .await;
+
+    let status = services
+        .call(call("small", "GET", "/x"))
+        .await
+        .expect_err("too large");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+}

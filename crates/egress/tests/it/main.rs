@@ -2,9 +2,14 @@
 //! called over gRPC with the generated clients, against wiremock as partner and authorization
 //! server.
 
+mod audit;
 mod auth;
+mod connection_test;
 mod failures;
 mod requests;
+mod retries;
+mod ssrf;
+mod tls;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -38,30 +43,37 @@ pub fn config(targets: &Targets<'_>) -> String {
         r#"
 [connections.open]
 base_url = "{partner}"
+allow_private = ["127.0.0.0/8"]
 
 [connections.basic]
 base_url = "{partner}/api"
+allow_private = ["127.0.0.0/8"]
 auth = {{ type = "basic", username = "hookyard", password = "${{env:BASIC_PASSWORD}}" }}
 
 [connections.header]
 base_url = "{partner}"
+allow_private = ["127.0.0.0/8"]
 auth = {{ type = "header", headers = {{ "X-Api-Key" = "${{env:HEADER_KEY}}" }} }}
 
 [connections.query]
 base_url = "{partner}"
+allow_private = ["127.0.0.0/8"]
 auth = {{ type = "query", name = "api_key", value = "${{env:QUERY_KEY}}" }}
 
 [connections.erp]
 base_url = "{partner}"
+allow_private = ["127.0.0.0/8"]
 auth = {{ type = "oauth2_client_credentials", token_url = "{token_url}", client_id = "hookyard", client_secret = "${{env:CLIENT_SECRET}}" }}
 
 [connections.slow-query]
 base_url = "{partner}"
+allow_private = ["127.0.0.0/8"]
 timeout = "200ms"
 auth = {{ type = "query", name = "api_key", value = "${{env:QUERY_KEY}}" }}
 
 [connections.down-query]
 base_url = "{down}"
+allow_private = ["127.0.0.0/8"]
 auth = {{ type = "query", name = "api_key", value = "${{env:QUERY_KEY}}" }}
 "#
     )
@@ -119,13 +131,31 @@ impl Services {
         token_endpoint: Option<String>,
         shutdown: CancellationToken,
     ) -> Self {
+        Self::spawn_egress_audited(integration, token_endpoint, None, shutdown).await
+    }
+
+    /// Starts egress alone, recording to `audit` when given.
+    pub async fn spawn_egress_audited(
+        integration: Arc<Integration>,
+        token_endpoint: Option<String>,
+        audit: Option<hookyard_egress::Audit>,
+        shutdown: CancellationToken,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let settings = hookyard_egress::Settings {
             integration,
             token_endpoint,
         };
-        tokio::spawn(hookyard_egress::run(settings, listener, shutdown.clone()));
+        match audit {
+            Some(audit) => tokio::spawn(hookyard_egress::run_audited(
+                settings,
+                audit,
+                listener,
+                shutdown.clone(),
+            )),
+            None => tokio::spawn(hookyard_egress::run(settings, listener, shutdown.clone())),
+        };
         let egress = EgressServiceClient::connect(format!("http://{address}"))
             .await
             .expect("connect")
@@ -151,6 +181,11 @@ pub async fn partner_and_services() -> (MockServer, Services) {
     }))
     .await;
     (partner, services)
+}
+
+/// Egress alone on `config` (no token service), with the test secrets in its environment.
+pub async fn egress(config: &str) -> Services {
+    Services::spawn_egress(integration(config), None, CancellationToken::new()).await
 }
 
 /// A bodiless call.

@@ -1,0 +1,183 @@
+//! The audit trail: one JSON record per outbound attempt on `<prefix>.audit.egress`, in the
+//! JetStream stream `HOOKYARD_AUDIT` — connection, method, URL with secrets redacted, status or
+//! error, latency, attempt number and event id. Header values and bodies are never recorded.
+//!
+//! Best effort: records go through a bounded queue to one publishing task; a full queue or a
+//! failed publish drops the record with a warning and never fails or slows a call.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream;
+use hookyard_core::streams::Topology;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use url::Url;
+
+use crate::Error;
+
+/// Records waiting to be published; more are dropped.
+const QUEUE: usize = 4096;
+
+/// Put in place of a redacted value.
+pub const REDACTED: &str = "REDACTED";
+
+/// Query parameter names (lower case, as substrings) whose values are redacted.
+const SENSITIVE: [&str; 14] = [
+    "key",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "auth",
+    "sig",
+    "session",
+    "credential",
+    "code",
+    "jwt",
+    "assertion",
+    "signature",
+];
+
+/// Where egress sends its audit records.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    queue: mpsc::Sender<Vec<u8>>,
+}
+
+impl Audit {
+    /// Creates or updates the audit stream on `client` and starts the publishing task.
+    pub async fn start(client: async_nats::Client, topology: &Topology) -> Result<Self, Error> {
+        let js = jetstream::new(client);
+        topology
+            .ensure_audit(&js)
+            .await
+            .map_err(|e| Error::Audit(e.to_string()))?;
+        let subject = topology.audit_egress_subject();
+        let (queue, mut records) = mpsc::channel::<Vec<u8>>(QUEUE);
+        tokio::spawn(async move {
+            while let Some(record) = records.recv().await {
+                let published = match js.publish(subject.clone(), record.into()).await {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(error) = published {
+                    tracing::warn!(error, "audit record not stored");
+                }
+            }
+        });
+        Ok(Self { queue })
+    }
+
+    pub(crate) fn record(&self, record: &Record<'_>) {
+        let Ok(bytes) = serde_json::to_vec(record) else {
+            return;
+        };
+        if self.queue.try_send(bytes).is_err() {
+            tracing::warn!(
+                connection = record.connection,
+                "audit queue full, record dropped"
+            );
+        }
+    }
+}
+
+/// One outbound attempt.
+#[derive(Debug, Serialize)]
+pub(crate) struct Record<'a> {
+    pub connection: &'a str,
+    pub method: &'a str,
+    /// The URL with user info and secret query values replaced by `REDACTED`.
+    pub url: String,
+    /// 1 for the first attempt of a call.
+    pub attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<&'a str>,
+    /// The partner's status, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The gRPC code name of the failure, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    /// When the attempt started, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch of `at`.
+pub(crate) fn epoch_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis()
+        .try_into()
+        .unwrap_or(u64::MAX)
+}
+
+/// `url` with its user info, the connection's `query` auth parameter and every query value
+/// whose name looks secret (key, token, secret, password, sig, code, …) redacted.
+pub(crate) fn redact(url: &Url, auth_parameter: Option<&str>) -> String {
+    let mut redacted = url.clone();
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = redacted.set_username(REDACTED);
+        let _ = redacted.set_password(None);
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let lower = name.to_ascii_lowercase();
+                let secret = auth_parameter == Some(name.as_ref())
+                    || SENSITIVE.iter().any(|s| lower.contains(s));
+                let value = if secret {
+                    REDACTED.to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        redacted.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    redacted.into()
+}
+
+/// The event a call is made for: `event_id`, else the idempotency key up to its first `:`
+/// (a worker's key is `<event id>:<handler>`).
+pub(crate) fn event_id<'a>(event_id: &'a str, idempotency_key: &'a str) -> Option<&'a str> {
+    if !event_id.is_empty() {
+        return Some(event_id);
+    }
+    idempotency_key
+        .split(':')
+        .next()
+        .filter(|id| !id.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_the_url_are_redacted() {
+        let url = Url::parse(
+            "https://user:pw@api.example/v1/x?page=2&api_key=k1&Access_Token=t1&sig=s&custom=c1",
+        )
+        .expect("url");
+        let text = redact(&url, Some("custom"));
+        for secret in ["pw", "k1", "t1", "=s&", "c1", "user"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("page=2"), "{text}");
+        assert!(
+            text.starts_with("https://REDACTED@api.example/v1/x?"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn event_id_falls_back_to_the_idempotency_key() {
+        assert_eq!(event_id("e1", "e2:h"), Some("e1"));
+        assert_eq!(event_id("", "e2:h"), Some("e2"));
+        assert_eq!(event_id("", ""), None);
+    }
+}
