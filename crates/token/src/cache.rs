@@ -1,8 +1,11 @@
-//! Cached tokens, one slot per OAuth 2.0 connection, with single-flight fetching.
+//! Tokens, one slot per OAuth 2.0 connection, with single-flight fetching.
 //!
 //! A slot's mutex is held while its token is fetched, so callers that arrive meanwhile wait for
 //! that fetch and take its outcome instead of sending their own request. A caller whose request
 //! is cancelled while it fetches drops the fetch; the next waiter then fetches.
+//!
+//! Without a token store the token lives in the slot (memory). With one, the slot's mutex
+//! still orders this replica's callers, and the token lives in the store (see `flight`).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -19,7 +22,9 @@ use tokio::sync::Mutex;
 
 use crate::{
     Error,
-    grant::{Grant, Issued},
+    flight::{self, Policy},
+    grant::{Grant, Issued, Kind},
+    store::{Record, Store},
 };
 
 /// How long a token without `expires_in` is used before it is fetched again.
@@ -62,16 +67,28 @@ pub(crate) struct Tokens {
     slots: BTreeMap<String, Slot>,
     /// Connections that exist but use another kind of auth.
     others: BTreeSet<String>,
+    /// Where tokens are kept across restarts and replicas; `None`: memory only.
+    store: Option<Arc<Store>>,
+    policy: Policy,
 }
 
 impl Tokens {
-    pub(crate) fn new(integration: &Integration) -> Result<Self, Error> {
+    /// Tokens kept in `store` when given, else in memory (then authorization code connections
+    /// are refused at start).
+    pub(crate) fn new(
+        integration: &Integration,
+        store: Option<Arc<Store>>,
+        policy: Policy,
+    ) -> Result<Self, Error> {
         let http = crate::grant::http_client()?;
         let mut slots = BTreeMap::new();
         let mut others = BTreeSet::new();
         for (name, connection) in &integration.connections {
             match Grant::new(name, &connection.auth, http.clone())? {
                 Some(grant) => {
+                    if store.is_none() && matches!(grant.kind(), Kind::AuthorizationCode { .. }) {
+                        return Err(Error::NeedsStore(name.clone()));
+                    }
                     let slot = Slot {
                         grant,
                         state: Mutex::default(),
@@ -84,7 +101,32 @@ impl Tokens {
                 }
             }
         }
-        Ok(Self { slots, others })
+        Ok(Self {
+            slots,
+            others,
+            store,
+            policy,
+        })
+    }
+
+    /// The token store, when there is one.
+    pub(crate) fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
+
+    /// The grant of `connection`.
+    pub(crate) fn grant(&self, connection: &str) -> Result<&Grant, Error> {
+        self.slot(connection).map(|slot| &slot.grant)
+    }
+
+    /// Every grant, by connection name.
+    pub(crate) fn grants(&self) -> impl Iterator<Item = &Grant> {
+        self.slots.values().map(|slot| &slot.grant)
+    }
+
+    /// The renewal policy.
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// Number of OAuth 2.0 connections served.
@@ -105,6 +147,9 @@ impl Tokens {
     /// A token for `connection`: the cached one while fresh, else a new one.
     pub(crate) async fn get(&self, connection: &str) -> Result<Token, Arc<Error>> {
         let slot = self.slot(connection)?;
+        if let Some(store) = &self.store {
+            return self.get_stored(slot, store).await;
+        }
         let seen = slot.fetches.load(Ordering::Acquire);
         let mut state = slot.state.lock().await;
         let waited_for_fetch = slot.fetches.load(Ordering::Acquire) != seen;
@@ -141,6 +186,31 @@ impl Tokens {
         }
     }
 
+    /// [`Self::get`] with the token store: callers that waited for another caller's failed
+    /// attempt share its failure, as in memory, so a refusing server sees one request per wave.
+    async fn get_stored(&self, slot: &Slot, store: &Store) -> Result<Token, Arc<Error>> {
+        let seen = slot.fetches.load(Ordering::Acquire);
+        let mut state = slot.state.lock().await;
+        if slot.fetches.load(Ordering::Acquire) != seen
+            && let Some(failure) = &state.failure
+        {
+            return Err(Arc::clone(failure));
+        }
+        let outcome = flight::get(&slot.grant, store, &self.policy).await;
+        slot.fetches.fetch_add(1, Ordering::Release);
+        match outcome {
+            Ok(record) => {
+                state.failure = None;
+                Ok(Token::from_record(&record))
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                state.failure = Some(Arc::clone(&error));
+                Err(error)
+            }
+        }
+    }
+
     /// Drops the cached token of `connection` when it is `access_token`; true when it was.
     pub(crate) async fn invalidate(
         &self,
@@ -149,6 +219,9 @@ impl Tokens {
     ) -> Result<bool, Error> {
         let slot = self.slot(connection)?;
         let mut state = slot.state.lock().await;
+        if let Some(store) = &self.store {
+            return flight::invalidate(store, connection, access_token).await;
+        }
         let holds_it = state
             .token
             .as_ref()
@@ -160,9 +233,25 @@ impl Tokens {
     }
 }
 
+impl Token {
+    /// The access token of a usable record: its renewal time while fresh, else its expiry.
+    fn from_record(record: &Record) -> Self {
+        let now = crate::store::now_ms();
+        Self {
+            access_token: SecretString::from(record.access_token.clone().unwrap_or_default()),
+            token_type: record.token_type.clone(),
+            expires_at_ms: if now < record.stale_at_ms {
+                record.stale_at_ms
+            } else {
+                record.expires_at_ms
+            },
+        }
+    }
+}
+
 impl Cached {
     fn new(issued: Issued, now: Instant, wall: SystemTime) -> Self {
-        let usable_for = usable_for(issued.expires_in);
+        let usable_for = usable_for(issued.expires_in, None);
         let expires_at_ms = match issued.expires_in {
             Some(_) => wall
                 .checked_add(usable_for)
@@ -185,12 +274,14 @@ impl Cached {
     }
 }
 
-/// How long after issue a token is handed out: its lifetime minus a skew of 10 % of it, at
-/// most [`MAX_SKEW`]; [`DEFAULT_LIFETIME`] when the server did not say.
-fn usable_for(expires_in: Option<Duration>) -> Duration {
-    match expires_in {
-        Some(lifetime) => lifetime.saturating_sub(MAX_SKEW.min(lifetime / 10)),
-        None => DEFAULT_LIFETIME,
+/// How long after issue a token is handed out before it is renewed: its lifetime minus `skew`
+/// when given, else minus 10 % of it, at most [`MAX_SKEW`]; [`DEFAULT_LIFETIME`] when the
+/// server did not say.
+pub(crate) fn usable_for(expires_in: Option<Duration>, skew: Option<Duration>) -> Duration {
+    match (expires_in, skew) {
+        (Some(lifetime), Some(skew)) => lifetime.saturating_sub(skew),
+        (Some(lifetime), None) => lifetime.saturating_sub(MAX_SKEW.min(lifetime / 10)),
+        (None, _) => DEFAULT_LIFETIME,
     }
 }
 
@@ -203,16 +294,19 @@ mod tests {
             access_token: SecretString::from("t".to_owned()),
             token_type: "Bearer".to_owned(),
             expires_in,
+            refresh_token: None,
         }
     }
 
     #[test]
     fn skew_is_a_tenth_of_the_lifetime_at_most_thirty_seconds() {
         let s = Duration::from_secs;
-        assert_eq!(usable_for(Some(s(3600))), s(3570));
-        assert_eq!(usable_for(Some(s(100))), s(90));
-        assert_eq!(usable_for(Some(Duration::ZERO)), Duration::ZERO);
-        assert_eq!(usable_for(None), DEFAULT_LIFETIME);
+        assert_eq!(usable_for(Some(s(3600)), None), s(3570));
+        assert_eq!(usable_for(Some(s(100)), None), s(90));
+        assert_eq!(usable_for(Some(Duration::ZERO), None), Duration::ZERO);
+        assert_eq!(usable_for(None, None), DEFAULT_LIFETIME);
+        assert_eq!(usable_for(Some(s(3600)), Some(s(300))), s(3300));
+        assert_eq!(usable_for(Some(s(60)), Some(s(300))), Duration::ZERO);
     }
 
     #[test]

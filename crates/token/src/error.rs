@@ -9,9 +9,48 @@ pub enum Error {
     /// No connection of that name in the integration file.
     #[error("unknown connection {0}")]
     UnknownConnection(String),
-    /// The connection exists but does not use `oauth2_client_credentials`.
-    #[error("connection {0} does not use oauth2_client_credentials")]
+    /// The connection exists but does not use OAuth 2.0.
+    #[error("connection {0} does not use oauth2_client_credentials or oauth2_authorization_code")]
     NotOAuth2(String),
+    /// An `oauth2_authorization_code` connection without the token store (NATS and a key).
+    #[error("connection {0} uses oauth2_authorization_code, which needs the token store")]
+    NeedsStore(String),
+    /// Nobody has consented yet, or the authorization server refused the refresh token.
+    #[error("connection {0} needs consent: open the token service's consent page and connect it")]
+    NeedsConsent(String),
+    /// Renewal failed recently and is retried later; no valid access token remains.
+    #[error("authorization server of connection {connection} failed; retrying in {retry_in_ms} ms")]
+    BackingOff {
+        /// Connection name.
+        connection: String,
+        /// Time until the next attempt.
+        retry_in_ms: i64,
+    },
+    /// Another replica holds the refresh lock and did not finish in time.
+    #[error("another token service replica is renewing the token of connection {0}; try again")]
+    Busy(String),
+    /// The token bucket could not be read or written.
+    #[error("token store failed to {what}")]
+    Store {
+        /// What was being done.
+        what: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    /// A stored record does not open with the configured keys.
+    #[error("stored token of connection {connection} cannot be decrypted")]
+    Undecryptable {
+        /// Connection name.
+        connection: String,
+        #[source]
+        source: crate::keys::OpenError,
+    },
+    /// A stored record decrypts but is not a token record.
+    #[error("stored token of connection {connection} is not a valid record")]
+    CorruptRecord {
+        /// Connection name.
+        connection: String,
+    },
     /// The authorization server could not be reached or did not answer in time.
     #[error("authorization server of connection {connection} could not be reached")]
     Unreachable {
@@ -29,9 +68,7 @@ pub enum Error {
         status: u16,
     },
     /// The authorization server refused the grant with an RFC 6749 error code.
-    #[error(
-        "authorization server refused the client credentials grant for connection {connection}: {code}"
-    )]
+    #[error("authorization server refused the grant for connection {connection}: {code}")]
     Refused {
         /// Connection name.
         connection: String,
@@ -40,7 +77,7 @@ pub enum Error {
     },
     /// The authorization server refused the grant with a 3xx/4xx status and no RFC 6749 error.
     #[error(
-        "authorization server refused the client credentials grant for connection {connection} with HTTP {status}"
+        "authorization server refused the grant for connection {connection} with HTTP {status}"
     )]
     RefusedStatus {
         /// Connection name.
@@ -58,20 +95,28 @@ pub enum Error {
         /// What was wrong (fixed text, never the body).
         reason: &'static str,
     },
-    /// A connection's `token_url` is not a valid URL.
-    #[error("token_url of connection {connection} is invalid")]
-    TokenUrl {
+    /// A connection's `token_url`, `authorize_url` or `redirect_uri` is not a valid URL.
+    #[error("{field} of connection {connection} is invalid")]
+    Url {
         /// Connection name.
         connection: String,
+        /// The config field.
+        field: &'static str,
         #[source]
         source: oauth2::url::ParseError,
     },
+    /// The `private_key_jwt` key cannot sign (not a PEM private key of its `alg`).
+    #[error("private_key_jwt.key of connection {0} is not a PEM private key for its alg")]
+    PrivateKey(String),
     /// The HTTP client for authorization servers could not be built.
     #[error("cannot build the HTTP client")]
     HttpClient(#[source] reqwest::Error),
     /// The gRPC server failed.
     #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
+    /// The consent page server failed.
+    #[error("consent page server failed")]
+    ServeHttp(#[source] std::io::Error),
 }
 
 impl Error {
@@ -82,10 +127,36 @@ impl Error {
             Self::UnknownConnection(_) | Self::NotOAuth2(_) => Code::NotFound,
             Self::Unreachable { .. }
             | Self::ServerStatus { .. }
-            | Self::MalformedResponse { .. } => Code::Unavailable,
-            Self::Refused { .. } | Self::RefusedStatus { .. } => Code::FailedPrecondition,
-            Self::TokenUrl { .. } | Self::HttpClient(_) | Self::Serve(_) => Code::Internal,
+            | Self::MalformedResponse { .. }
+            | Self::BackingOff { .. }
+            | Self::Busy(_)
+            | Self::Store { .. } => Code::Unavailable,
+            Self::Refused { .. }
+            | Self::RefusedStatus { .. }
+            | Self::NeedsConsent(_)
+            | Self::NeedsStore(_)
+            | Self::Undecryptable { .. }
+            | Self::CorruptRecord { .. } => Code::FailedPrecondition,
+            Self::Url { .. }
+            | Self::PrivateKey(_)
+            | Self::HttpClient(_)
+            | Self::Serve(_)
+            | Self::ServeHttp(_) => Code::Internal,
         }
+    }
+
+    /// Whether the authorization server refused a refresh token or code as invalid
+    /// (`invalid_grant`, RFC 6749 §5.2).
+    pub(crate) fn is_invalid_grant(&self) -> bool {
+        matches!(self, Self::Refused { code, .. } if code == "invalid_grant")
+    }
+
+    /// Whether a later attempt may succeed (the server was unreachable, slow or failing).
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. } | Self::ServerStatus { .. } | Self::MalformedResponse { .. }
+        )
     }
 
     /// The error and its causes on one line, for logs.

@@ -1,19 +1,24 @@
-//! The OAuth 2.0 client credentials grant (RFC 6749 §4.4) for one connection, through the
-//! `oauth2` crate, over an HTTP client that tells "try later" answers (5xx, 408, 429) apart from
-//! refusals before `oauth2` parses the body.
+//! The OAuth 2.0 grants of one connection through the `oauth2` crate: client credentials
+//! (RFC 6749 §4.4), authorization code with PKCE (§4.1, RFC 7636) and refresh (§6), over an
+//! HTTP client that tells "try later" answers (5xx, 408, 429) apart from refusals before
+//! `oauth2` parses the body.
 
 use std::time::Duration;
 
-use hookyard_core::config::{ClientAuth, ConnectionAuth};
+use hookyard_core::config::{ClientAuth, ConnectionAuth, oauth2::client_of};
 use oauth2::{
-    AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse,
-    RequestTokenError, Scope, TokenResponse, TokenUrl,
-    basic::{BasicClient, BasicTokenType},
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+    basic::{BasicClient, BasicTokenResponse, BasicTokenType},
 };
 use reqwest::StatusCode;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
-use crate::Error;
+use crate::{
+    Error,
+    assertion::{ASSERTION_TYPE, Signer},
+};
 
 /// How long one token request may take, connect to last byte.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,21 +27,38 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 type OAuthClient =
-    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+    BasicClient<EndpointMaybeSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 /// A token as the authorization server issued it.
 pub(crate) struct Issued {
     pub access_token: SecretString,
     pub token_type: String,
     pub expires_in: Option<Duration>,
+    /// A refresh token, when the server sent one (on a refresh: a rotated one).
+    pub refresh_token: Option<SecretString>,
 }
 
-/// The client credentials grant of one connection.
+/// Which grant a connection uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    ClientCredentials,
+    AuthorizationCode {
+        /// Expected `iss` of callbacks (RFC 9207), when configured.
+        issuer: Option<String>,
+    },
+}
+
+/// The OAuth 2.0 client of one connection.
 pub(crate) struct Grant {
     connection: String,
     client: OAuthClient,
     scopes: Vec<Scope>,
     http: reqwest::Client,
+    kind: Kind,
+    /// Signs client assertions when the client authenticates with `private_key_jwt`.
+    signer: Option<Signer>,
+    /// `audience` and `extra_params`, sent with every token request.
+    extra: Vec<(String, String)>,
 }
 
 /// The HTTP client for authorization servers, shared by every connection.
@@ -51,61 +73,203 @@ pub(crate) fn http_client() -> Result<reqwest::Client, Error> {
 }
 
 impl Grant {
-    /// The grant for `connection`, or `None` when it does not use the client credentials grant.
+    /// The grant for `connection`, or `None` when it does not use OAuth 2.0.
     pub(crate) fn new(
         connection: &str,
         auth: &ConnectionAuth,
         http: reqwest::Client,
     ) -> Result<Option<Self>, Error> {
-        let ConnectionAuth::OAuth2ClientCredentials {
-            token_url,
-            client_id,
-            client_secret,
-            scopes,
-            client_auth,
-        } = auth
-        else {
+        let url_error = |field| {
+            move |source| Error::Url {
+                connection: connection.to_owned(),
+                field,
+                source,
+            }
+        };
+        let (token_url, client_id, scopes, extra_params, kind) = match auth {
+            ConnectionAuth::OAuth2ClientCredentials {
+                token_url,
+                client_id,
+                scopes,
+                extra_params,
+                ..
+            } => (
+                token_url,
+                client_id,
+                scopes,
+                extra_params,
+                Kind::ClientCredentials,
+            ),
+            ConnectionAuth::OAuth2AuthorizationCode {
+                token_url,
+                client_id,
+                scopes,
+                issuer,
+                extra_params,
+                ..
+            } => (
+                token_url,
+                client_id,
+                scopes,
+                extra_params,
+                Kind::AuthorizationCode {
+                    issuer: issuer.clone(),
+                },
+            ),
+            _ => return Ok(None),
+        };
+        let Some((client_auth, client_secret, jwt)) = client_of(auth) else {
             return Ok(None);
         };
-        let token_url = TokenUrl::new(token_url.clone()).map_err(|source| Error::TokenUrl {
-            connection: connection.to_owned(),
-            source,
-        })?;
+        let mut extra: Vec<(String, String)> = extra_params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let ConnectionAuth::OAuth2ClientCredentials {
+            audience: Some(audience),
+            ..
+        } = auth
+        {
+            extra.push(("audience".to_owned(), audience.clone()));
+        }
+        let signer = match (client_auth, jwt) {
+            (ClientAuth::PrivateKeyJwt, Some(jwt)) => {
+                Some(Signer::new(connection, jwt, client_id, token_url)?)
+            }
+            _ => None,
+        };
+        let token_url = TokenUrl::new(token_url.clone()).map_err(url_error("token_url"))?;
         let auth_type = match client_auth {
             ClientAuth::ClientSecretBasic => AuthType::BasicAuth,
-            ClientAuth::ClientSecretPost => AuthType::RequestBody,
+            // Without a secret, oauth2 sends only `client_id` in the body, beside the assertion.
+            ClientAuth::ClientSecretPost | ClientAuth::PrivateKeyJwt => AuthType::RequestBody,
         };
-        let client = BasicClient::new(ClientId::new(client_id.clone()))
-            .set_client_secret(ClientSecret::new(client_secret.expose().to_owned()))
+        let mut client = BasicClient::new(ClientId::new(client_id.clone()))
             .set_token_uri(token_url)
+            .set_auth_uri_option(None)
             .set_auth_type(auth_type);
+        if let (Some(secret), false) = (client_secret, client_auth == ClientAuth::PrivateKeyJwt) {
+            client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
+        }
+        if let ConnectionAuth::OAuth2AuthorizationCode {
+            authorize_url,
+            redirect_uri,
+            ..
+        } = auth
+        {
+            let auth_url =
+                AuthUrl::new(authorize_url.clone()).map_err(url_error("authorize_url"))?;
+            let redirect =
+                RedirectUrl::new(redirect_uri.clone()).map_err(url_error("redirect_uri"))?;
+            client = client
+                .set_auth_uri_option(Some(auth_url))
+                .set_redirect_uri(redirect);
+        }
         Ok(Some(Self {
             connection: connection.to_owned(),
             client,
             scopes: scopes.iter().cloned().map(Scope::new).collect(),
             http,
+            kind,
+            signer,
+            extra,
         }))
     }
 
-    /// Asks the authorization server for a new token.
+    /// Parameters added to every token request: `audience`, `extra_params` and, with
+    /// `private_key_jwt`, a fresh client assertion.
+    fn params(&self) -> Result<Vec<(String, String)>, Error> {
+        let mut params = self.extra.clone();
+        if let Some(signer) = &self.signer {
+            let assertion = signer
+                .assertion()
+                .map_err(|_| Error::PrivateKey(self.connection.clone()))?;
+            params.push((
+                "client_assertion_type".to_owned(),
+                ASSERTION_TYPE.to_owned(),
+            ));
+            params.push(("client_assertion".to_owned(), assertion));
+        }
+        Ok(params)
+    }
+
+    /// The connection's name.
+    pub(crate) fn connection(&self) -> &str {
+        &self.connection
+    }
+
+    /// Which grant this is.
+    pub(crate) fn kind(&self) -> &Kind {
+        &self.kind
+    }
+
+    /// Asks the authorization server for a new token with the client credentials grant.
     pub(crate) async fn request(&self) -> Result<Issued, Error> {
         let http = |request: HttpRequest| send(self.http.clone(), request);
-        let response = self
+        let mut request = self
             .client
             .exchange_client_credentials()
-            .add_scopes(self.scopes.iter().cloned())
+            .add_scopes(self.scopes.iter().cloned());
+        for (name, value) in self.params()? {
+            request = request.add_extra_param(name, value);
+        }
+        let response = request
             .request_async(&http)
             .await
             .map_err(|e| self.error(e))?;
-        let token_type = match response.token_type() {
-            BasicTokenType::Bearer => "Bearer".to_owned(),
-            other => other.as_ref().to_owned(),
-        };
-        Ok(Issued {
-            access_token: SecretString::from(response.access_token().secret().to_owned()),
-            token_type,
-            expires_in: response.expires_in(),
-        })
+        Ok(issued(&response))
+    }
+
+    /// Exchanges a refresh token for new tokens (RFC 6749 §6), without narrowing the scope.
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Result<Issued, Error> {
+        let http = |request: HttpRequest| send(self.http.clone(), request);
+        let token = RefreshToken::new(refresh_token.to_owned());
+        let mut request = self.client.exchange_refresh_token(&token);
+        for (name, value) in self.params()? {
+            request = request.add_extra_param(name, value);
+        }
+        let response = request
+            .request_async(&http)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(issued(&response))
+    }
+
+    /// The authorization URL for a consent with `state`, and the PKCE verifier to keep for the
+    /// callback (S256 challenge, RFC 7636).
+    pub(crate) fn authorize(&self, state: &str) -> Option<(url::Url, PkceCodeVerifier)> {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let state = state.to_owned();
+        let (url, _) = self
+            .client
+            .authorize_url(move || CsrfToken::new(state))
+            .ok()?
+            .add_scopes(self.scopes.iter().cloned())
+            .set_pkce_challenge(challenge)
+            .url();
+        Some((url, verifier))
+    }
+
+    /// Exchanges an authorization code, proving possession with the PKCE verifier; the
+    /// registered redirect URI is sent with it, as the server compares it.
+    pub(crate) async fn exchange(
+        &self,
+        code: &str,
+        verifier: &SecretString,
+    ) -> Result<Issued, Error> {
+        let http = |request: HttpRequest| send(self.http.clone(), request);
+        let mut request = self
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_owned()));
+        for (name, value) in self.params()? {
+            request = request.add_extra_param(name, value);
+        }
+        let response = request
+            .request_async(&http)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(issued(&response))
     }
 
     fn error(
@@ -147,6 +311,21 @@ impl Grant {
                 reason: "not a JSON body",
             },
         }
+    }
+}
+
+fn issued(response: &BasicTokenResponse) -> Issued {
+    let token_type = match response.token_type() {
+        BasicTokenType::Bearer => "Bearer".to_owned(),
+        other => other.as_ref().to_owned(),
+    };
+    Issued {
+        access_token: SecretString::from(response.access_token().secret().to_owned()),
+        token_type,
+        expires_in: response.expires_in(),
+        refresh_token: response
+            .refresh_token()
+            .map(|t| SecretString::from(t.secret().to_owned())),
     }
 }
 
@@ -215,7 +394,7 @@ fn is_oauth_error(body: &[u8]) -> bool {
 
 /// Keeps an RFC 6749 error code printable and short; anything else is replaced, as the code is
 /// put into messages and logs.
-fn sanitise_code(code: &str) -> String {
+pub(crate) fn sanitise_code(code: &str) -> String {
     let clean = !code.is_empty()
         && code.len() <= 64
         && code

@@ -1,10 +1,14 @@
 //! `hookyard-token`: serves OAuth 2.0 access tokens to egress. See the library docs.
 
-use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use hookyard_core::{Integration, config::SecretScope, service, settings::Common};
+use hookyard_core::{
+    Integration, config::SecretScope, service, settings::Common, streams::Topology,
+};
+use hookyard_token::{Keys, Policy, StoreSettings};
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,6 +24,26 @@ struct Cli {
     /// Address the gRPC API (TokenService and grpc.health.v1) listens on.
     #[arg(long, env = "HOOKYARD_TOKEN_LISTEN", default_value = "0.0.0.0:50053")]
     listen: SocketAddr,
+    /// Address the consent page (HTTP) listens on; it runs only with a token key.
+    #[arg(
+        long,
+        env = "HOOKYARD_TOKEN_HTTP_LISTEN",
+        default_value = "0.0.0.0:50055"
+    )]
+    http_listen: SocketAddr,
+    /// Token encryption keys, `<version>:<base64 of 32 bytes>` separated by commas; the highest
+    /// version encrypts, all decrypt. With a key, tokens are kept encrypted in NATS KV.
+    /// Prefer the environment variable or the file: arguments show in process lists.
+    #[arg(long, env = "HOOKYARD_TOKEN_KEYS", hide_env_values = true, value_parser = secret)]
+    token_keys: Option<SecretString>,
+    /// File holding the token encryption keys, one `<version>:<base64>` per line (instead of
+    /// HOOKYARD_TOKEN_KEYS).
+    #[arg(long, env = "HOOKYARD_TOKEN_KEY_FILE", conflicts_with = "token_keys")]
+    token_key_file: Option<PathBuf>,
+    /// Renew access tokens this long before they expire (default: 10 % of the lifetime, at most
+    /// 30 s).
+    #[arg(long, env = "HOOKYARD_TOKEN_REFRESH_SKEW", value_parser = humantime::parse_duration)]
+    refresh_skew: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,18 +74,84 @@ async fn main() -> ExitCode {
             Ok(integration) => integration,
             Err(code) => return code,
         };
+    let keys = match keys(&cli) {
+        Ok(keys) => keys,
+        Err(error) => {
+            eprintln!("{error:#}");
+            return ExitCode::from(hookyard_core::settings::EXIT_CONFIG);
+        }
+    };
     hookyard_core::telemetry::init("hookyard-token", cli.common.log_format);
-    service::exit_code("token service", serve(&cli, integration).await)
+    service::exit_code_with("token service", serve(&cli, integration, keys).await, |e| {
+        match e.downcast_ref::<hookyard_token::Error>() {
+            Some(
+                hookyard_token::Error::NeedsStore(_)
+                | hookyard_token::Error::Url { .. }
+                | hookyard_token::Error::PrivateKey(_),
+            ) => ExitCode::from(hookyard_core::settings::EXIT_CONFIG),
+            _ => ExitCode::FAILURE,
+        }
+    })
 }
 
-async fn serve(cli: &Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
-        .with_context(|| format!("failed to listen on {}", cli.listen))?;
+/// Keeps a key list out of `Debug` output.
+fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(text.to_owned()))
+}
+
+/// The token keys from `--token-keys` or `--token-key-file`, if any. Errors never quote a key.
+fn keys(cli: &Cli) -> anyhow::Result<Option<Arc<Keys>>> {
+    let text = match (&cli.token_keys, &cli.token_key_file) {
+        (Some(text), _) => text.expose_secret().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read token key file {}", path.display()))?,
+        (None, None) => return Ok(None),
+    };
+    let keys = Keys::parse(&text).context("invalid token keys")?;
+    Ok(Some(Arc::new(keys)))
+}
+
+async fn serve(
+    cli: &Cli,
+    integration: Arc<Integration>,
+    keys: Option<Arc<Keys>>,
+) -> anyhow::Result<()> {
+    let listener = bind(cli.listen).await?;
     let shutdown = hookyard_core::shutdown::on_signal();
     let settings = hookyard_token::Settings { integration };
-    let run = hookyard_token::run(settings, listener, shutdown.clone());
+    let Some(keys) = keys else {
+        tracing::warn!("no token key: tokens are kept in memory only and the consent page is off");
+        let run = hookyard_token::run(settings, listener, shutdown.clone());
+        return service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
+            .await
+            .context("failed to serve");
+    };
+    tracing::info!(
+        key_version = keys.current_version(),
+        "token store encryption key loaded"
+    );
+    let consent = bind(cli.http_listen).await?;
+    let nats = hookyard_core::settings::connect_nats(&cli.common.nats_url, "hookyard-token")
+        .await
+        .context("failed to connect to nats")?;
+    let store = StoreSettings {
+        nats,
+        topology: Topology::new(&cli.common.namespace),
+        keys,
+        policy: Policy {
+            refresh_skew: cli.refresh_skew,
+            ..Policy::default()
+        },
+    };
+    let run =
+        hookyard_token::run_with_store(settings, store, listener, Some(consent), shutdown.clone());
     service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
         .await
         .context("failed to serve")
+}
+
+async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("failed to listen on {address}"))
 }

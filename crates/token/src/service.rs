@@ -5,18 +5,21 @@ use hookyard_proto::token::v1::{
     token_service_server::TokenService,
 };
 use secrecy::ExposeSecret;
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
-use crate::cache::Tokens;
+use crate::{cache::Tokens, metrics::Metrics};
 
 /// Serves tokens from the cache.
 pub(crate) struct TokenApi {
-    tokens: Tokens,
+    tokens: Arc<Tokens>,
+    metrics: Arc<Metrics>,
 }
 
 impl TokenApi {
-    pub(crate) fn new(tokens: Tokens) -> Self {
-        Self { tokens }
+    pub(crate) fn new(tokens: Arc<Tokens>, metrics: Arc<Metrics>) -> Self {
+        Self { tokens, metrics }
     }
 }
 
@@ -27,7 +30,22 @@ impl TokenService for TokenApi {
         request: Request<GetTokenRequest>,
     ) -> Result<Response<GetTokenResponse>, Status> {
         let connection = request.into_inner().connection;
-        match self.tokens.get(&connection).await {
+        let result = self.tokens.get(&connection).await;
+        let label = if result
+            .as_ref()
+            .is_err_and(|e| Status::from(&**e).code() == tonic::Code::NotFound)
+        {
+            ""
+        } else {
+            connection.as_str()
+        };
+        self.metrics.request(
+            label,
+            result
+                .as_ref()
+                .map_or_else(|e| Status::from(&**e).code(), |_| tonic::Code::Ok),
+        );
+        match result {
             Ok(token) => Ok(Response::new(GetTokenResponse {
                 access_token: token.access_token.expose_secret().to_owned(),
                 token_type: token.token_type,

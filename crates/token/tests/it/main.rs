@@ -1,8 +1,17 @@
 //! Integration tests of the token service: the real service on a loopback port, called over
-//! gRPC with the generated client, against wiremock as the authorization server.
+//! gRPC with the generated client, against wiremock (client credentials) or a stand-in
+//! authorization server (`authserver`: authorization code, refresh) and a real NATS for the
+//! token store (`stored`).
 
+mod assertion;
+mod authserver;
 mod cache;
+mod consent;
+mod encryption;
 mod grant;
+mod refresh;
+mod replicas;
+mod stored;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 

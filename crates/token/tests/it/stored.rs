@@ -1,0 +1,266 @@
+//! The token service with its token store (real NATS) and consent page, in-process on port 0,
+//! and a browser that follows the consent flow one redirect at a time.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use async_nats::jetstream;
+use base64::Engine as _;
+use hookyard_core::{
+    Integration,
+    streams::{StreamLimits, Topology},
+};
+use hookyard_proto::token::v1::{
+    GetTokenRequest, GetTokenResponse, InvalidateTokenRequest,
+    token_service_client::TokenServiceClient,
+};
+use hookyard_testkit::{Nats, unique_namespace};
+use hookyard_token::{Keys, Policy};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::authserver::{AuthServer, CLIENT_SECRET};
+
+/// A key list with one key of version `version`, all bytes `byte`.
+pub fn key(version: u32, byte: u8) -> String {
+    format!(
+        "{version}:{}",
+        base64::engine::general_purpose::STANDARD.encode([byte; 32])
+    )
+}
+
+/// A namespace whose token bucket is small.
+pub fn topology() -> Topology {
+    let mut topology = Topology::new(&unique_namespace("tk"));
+    topology.limits = StreamLimits {
+        tokens_max_bytes: 1024 * 1024,
+        ..StreamLimits::default()
+    };
+    topology
+}
+
+/// An integration file with `crm` (authorization code) at `server`, redirecting to `redirect`.
+pub fn crm_config(server: &str, redirect: &str) -> String {
+    format!(
+        r#"
+[connections.crm]
+base_url = "https://crm.example"
+auth = {{ type = "oauth2_authorization_code", authorize_url = "{server}/authorize", token_url = "{server}/token", client_id = "hookyard", client_secret = "${{env:CRM_SECRET}}", scopes = ["contacts.read"], redirect_uri = "{redirect}", issuer = "{server}" }}
+"#
+    )
+}
+
+/// A running token service with a store; stops when dropped.
+pub struct Stored {
+    pub client: TokenServiceClient<Channel>,
+    /// `http://127.0.0.1:<port>` of the consent page.
+    pub consent: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Stored {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Listeners bound before the config is written (it names the consent port).
+pub struct Ports {
+    grpc: TcpListener,
+    consent: TcpListener,
+    pub consent_url: String,
+}
+
+impl Ports {
+    pub async fn bind() -> Self {
+        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let consent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let consent_url = format!("http://{}", consent.local_addr().expect("address"));
+        Self {
+            grpc,
+            consent,
+            consent_url,
+        }
+    }
+
+    /// The redirect URI of the consent callback.
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/oauth/callback", self.consent_url)
+    }
+}
+
+impl Stored {
+    pub async fn spawn(
+        nats: &Nats,
+        topology: &Topology,
+        ports: Ports,
+        config: &str,
+        keys: &str,
+        policy: Policy,
+    ) -> Self {
+        let env: BTreeMap<&str, &str> = [("CRM_SECRET", CLIENT_SECRET)].into();
+        let integration = Integration::parse(config, &|name| env.get(name).map(|v| v.to_string()))
+            .expect("valid integration");
+        let address = ports.grpc.local_addr().expect("address");
+        let shutdown = CancellationToken::new();
+        let store = hookyard_token::StoreSettings {
+            nats: nats.client().await.expect("nats client"),
+            topology: topology.clone(),
+            keys: Arc::new(Keys::parse(keys).expect("keys")),
+            policy,
+        };
+        let settings = hookyard_token::Settings {
+            integration: Arc::new(integration),
+        };
+        tokio::spawn(hookyard_token::run_with_store(
+            settings,
+            store,
+            ports.grpc,
+            Some(ports.consent),
+            shutdown.clone(),
+        ));
+        let client = TokenServiceClient::connect(format!("http://{address}"))
+            .await
+            .expect("connect");
+        Self {
+            client,
+            consent: ports.consent_url,
+            shutdown,
+        }
+    }
+
+    pub async fn get(&self, connection: &str) -> Result<GetTokenResponse, tonic::Status> {
+        self.client
+            .clone()
+            .get_token(GetTokenRequest {
+                connection: connection.to_owned(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn invalidate(&self, connection: &str, access_token: &str) -> bool {
+        self.client
+            .clone()
+            .invalidate_token(InvalidateTokenRequest {
+                connection: connection.to_owned(),
+                access_token: access_token.to_owned(),
+            })
+            .await
+            .expect("invalidate")
+            .into_inner()
+            .invalidated
+    }
+}
+
+/// An authorization server and a stored token service with connection `crm`.
+pub struct Setup {
+    pub nats: Nats,
+    pub topology: Topology,
+    pub server: AuthServer,
+    pub service: Stored,
+}
+
+impl Setup {
+    /// Tokens live `expires_in` s; the service renews with `policy`.
+    pub async fn start(expires_in: u64, policy: Policy) -> Self {
+        let nats = Nats::start().await.expect("nats");
+        let topology = topology();
+        let ports = Ports::bind().await;
+        let server = AuthServer::start(&ports.redirect_uri(), expires_in).await;
+        let config = crm_config(&server.url, &ports.redirect_uri());
+        let service = Stored::spawn(&nats, &topology, ports, &config, &key(1, 1), policy).await;
+        Self {
+            nats,
+            topology,
+            server,
+            service,
+        }
+    }
+
+    /// The raw (sealed) bytes of a key in the token bucket.
+    pub async fn raw(&self, key: &str) -> Option<bytes::Bytes> {
+        let js = jetstream::new(self.nats.client().await.expect("client"));
+        let kv = js
+            .get_key_value(self.topology.tokens_bucket())
+            .await
+            .expect("bucket");
+        kv.get(key).await.expect("read")
+    }
+}
+
+/// A policy for tests: quick retries.
+pub fn quick_policy() -> Policy {
+    Policy {
+        initial_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_millis(400),
+        wait_limit: Duration::from_secs(10),
+        ..Policy::default()
+    }
+}
+
+/// A browser that does not follow redirects, so each hop is checked.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// The `Location` of a 302, parsed.
+pub fn location(response: &reqwest::Response) -> url::Url {
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::FOUND,
+        "{response:?}"
+    );
+    let to = response
+        .headers()
+        .get("location")
+        .expect("location")
+        .to_str()
+        .expect("ascii");
+    url::Url::parse(to).expect("absolute URL")
+}
+
+pub fn param(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Clicks Connect for `connection`: the URL of the authorization server's page.
+pub async fn click_connect(browser: &reqwest::Client, consent: &str, connection: &str) -> url::Url {
+    let response = browser
+        .get(format!("{consent}/connect/{connection}"))
+        .send()
+        .await
+        .expect("connect");
+    location(&response)
+}
+
+/// Consents at the authorization server: the callback URL it redirects the browser to.
+pub async fn consent_at(browser: &reqwest::Client, authorize: &url::Url) -> url::Url {
+    let response = browser
+        .get(authorize.clone())
+        .send()
+        .await
+        .expect("authorize");
+    location(&response)
+}
+
+/// Opens `url`; the status and the page.
+pub async fn open(browser: &reqwest::Client, url: &url::Url) -> (u16, String) {
+    let response = browser.get(url.clone()).send().await.expect("open");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// The whole flow; the callback's status and page.
+pub async fn connect(setup: &Setup) -> (u16, String) {
+    let browser = browser();
+    let authorize = click_connect(&browser, &setup.service.consent, "crm").await;
+    let callback = consent_at(&browser, &authorize).await;
+    open(&browser, &callback).await
+}
