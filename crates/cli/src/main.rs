@@ -6,7 +6,13 @@
 //! - `hookyard dev FILE` runs every service (token, egress, router, worker for all handlers,
 //!   ingress) in one process against a NATS URL, for trying hookyard without containers.
 //!
+//! - `hookyard connection test NAME [METHOD PATH]` sends one request through connection `NAME`
+//!   of a running egress (`--egress`) and prints the status, headers and a body excerpt
+//!   (`connection`).
+//!
 //! Later: `dlq`, `replay`, `tail`.
+
+mod connection;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -36,6 +42,9 @@ enum Command {
     },
     /// Run every service in one process (for development and trying hookyard out).
     Dev(Box<Dev>),
+    /// Work with connections (partner APIs).
+    #[command(subcommand)]
+    Connection(connection::Command),
 }
 
 #[derive(clap::Args)]
@@ -79,12 +88,21 @@ struct Dev {
         default_value = "pretty"
     )]
     log_format: telemetry::LogFormat,
+    /// Token encryption keys (`<version>:<base64 of 32 bytes>`, comma-separated). With them,
+    /// OAuth 2.0 tokens are kept encrypted in NATS KV and the consent page for
+    /// `oauth2_authorization_code` connections is served; without them tokens stay in memory.
+    #[arg(long, env = "HOOKYARD_TOKEN_KEYS", hide_env_values = true)]
+    token_keys: Option<String>,
+    /// Where the consent page listens (with `--token-keys`).
+    #[arg(long, default_value = "127.0.0.1:50055")]
+    consent_listen: SocketAddr,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { file } => validate(&file),
+        Command::Connection(command) => connection::run(command),
         Command::Dev(dev) => {
             let integration = match Integration::load(&dev.file) {
                 Ok(i) => Arc::new(i),
@@ -164,7 +182,28 @@ async fn run_dev(dev: Dev, integration: Arc<Integration>) -> anyhow::Result<()> 
         integration: integration.clone(),
     };
     let (l, sd) = (bind(dev.token_listen).await?, shutdown.clone());
-    tasks.spawn(async move { hookyard_token::run(token, l, sd).await.context("token") });
+    match &dev.token_keys {
+        None => {
+            tasks.spawn(async move { hookyard_token::run(token, l, sd).await.context("token") });
+        }
+        Some(text) => {
+            // The error names the problem, never a key.
+            let keys = hookyard_token::Keys::parse(text).context("invalid HOOKYARD_TOKEN_KEYS")?;
+            let store = hookyard_token::StoreSettings {
+                nats: nats.clone(),
+                topology: topology.clone(),
+                keys: Arc::new(keys),
+                policy: hookyard_token::Policy::default(),
+            };
+            let consent = bind(dev.consent_listen).await?;
+            tracing::info!(address = %dev.consent_listen, "consent page listening");
+            tasks.spawn(async move {
+                hookyard_token::run_with_store(token, store, l, Some(consent), sd)
+                    .await
+                    .context("token")
+            });
+        }
+    }
 
     let egress = hookyard_egress::Settings {
         integration: integration.clone(),

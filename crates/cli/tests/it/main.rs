@@ -1,4 +1,6 @@
-//! `hookyard validate`, run as the real binary.
+//! `hookyard validate` and `hookyard connection test`, run as the real binary.
+
+mod connection;
 
 use std::process::Command;
 
