@@ -126,7 +126,7 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
         })?;
     }
     let config = config_dir()?;
-    let (ingress_port, demo_port) = (free_port()?, free_port()?);
+    let (ingress_port, demo_port, consent_port) = (free_port()?, free_port()?, free_port()?);
     let name = format!("hookyardtest{}", std::process::id());
     let mut project = Project::new(
         &root(),
@@ -139,6 +139,7 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
             ),
             ("HOOKYARD_INGRESS_PORT".into(), ingress_port.to_string()),
             ("HOOKYARD_DEMO_PORT".into(), demo_port.to_string()),
+            ("HOOKYARD_CONSENT_PORT".into(), consent_port.to_string()),
         ],
     );
     let mut rows = Vec::new();
@@ -454,9 +455,48 @@ body = { jq = "{ refund: .refund.id, amount: .refund.amount }" }
         );
     }
 
+    // No secret of the stack in any container's log: the demo's client secret and basic
+    // password, the shop's webhook password, the token key, and the basic credentials as they
+    // travel (base64).
+    secrets_absent_from_logs(&project)?;
+
     // 6. down -v leaves nothing behind.
     project.down()?;
     let left = project.leftovers()?;
     ensure!(left.is_empty(), "left behind: {left:?}");
+    Ok(())
+}
+
+/// Fails when any container's log holds one of the stack's demo secrets.
+fn secrets_absent_from_logs(project: &Project) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let secrets = [
+        "demo-erp-client-secret".to_owned(),
+        "demo-carrier-password".to_owned(),
+        traffic::SHOP_PASSWORD.to_owned(),
+        // The token key of docker-compose.yml, as configured.
+        "aG9va3lhcmQtZGVtby1rZXktUkVQTEFDRS1NRSEhISE=".to_owned(),
+        encode(&format!("shop:{}", traffic::SHOP_PASSWORD)),
+        encode("acme-shop:demo-carrier-password"),
+        encode("hookyard:demo-erp-client-secret"),
+    ];
+    let containers = project.all_containers()?;
+    let mut lines = 0;
+    for id in &containers {
+        let logs = project.logs(id)?;
+        lines += logs.lines().count();
+        for secret in &secrets {
+            ensure!(
+                !logs.contains(secret.as_str()),
+                "container {id} logged a secret (one of the demo credentials)"
+            );
+        }
+    }
+    eprintln!(
+        "secrets scan: {} containers, {lines} log lines, none holds any of {} secrets",
+        containers.len(),
+        secrets.len()
+    );
     Ok(())
 }

@@ -82,6 +82,44 @@ async fn order_created_reaches_partner_once_mapped_with_bearer_token() -> anyhow
         1,
         "the cached token is reused"
     );
+
+    // Every service counted what it did, on its own /metrics.
+    hookyard_testkit::wait_for(PATIENCE, "orders handler idle", || {
+        stack.handler_idle("orders")
+    })
+    .await?;
+    for (base, series) in [
+        (
+            &stack.ingress,
+            r#"hookyard_ingress_requests_total{source="shop",outcome="accepted"}"#,
+        ),
+        (
+            &stack.router,
+            r#"hookyard_router_events_total{source="shop",outcome="routed"}"#,
+        ),
+        (
+            &stack.router,
+            r#"hookyard_router_work_total{handler="orders"}"#,
+        ),
+        (
+            &stack.worker,
+            r#"hookyard_worker_deliveries_total{handler="orders",outcome="handled"}"#,
+        ),
+        (
+            &stack.worker,
+            r#"hookyard_worker_attempt_seconds_count{handler="orders"}"#,
+        ),
+        (
+            &stack.egress,
+            r#"hookyard_egress_calls_total{connection="erp",outcome="2xx"}"#,
+        ),
+        (
+            &stack.token,
+            r#"hookyard_token_requests_total{connection="erp",outcome="ok"}"#,
+        ),
+    ] {
+        assert_eq!(stack.metric(base, series).await?, 2, "{series}");
+    }
     stack.stop().await;
     Ok(())
 }

@@ -15,6 +15,8 @@ pub const SHOP_USER: &str = "shop";
 pub const SHOP_PASSWORD: &str = "shop-pass:with:colons";
 /// Client secret the test authorization server expects.
 pub const ERP_CLIENT_SECRET: &str = "erp-client-secret-value";
+/// Signing secret of the test Stripe source (`${env:STRIPE_WEBHOOK_SECRET}`).
+pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_e2e_stripe_signing_secret";
 
 /// Generous bound for anything the pipeline does; tests wait on conditions, not on time.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -24,6 +26,12 @@ pub struct Stack {
     pub client: async_nats::Client,
     pub topology: Topology,
     pub ingress: String,
+    /// Base URLs of the router's and the worker's listeners (gRPC, and `GET /metrics`).
+    pub router: String,
+    pub worker: String,
+    pub egress: String,
+    pub token: String,
+    integration: Arc<Integration>,
     http: reqwest::Client,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -39,6 +47,7 @@ fn env(name: &str) -> Option<String> {
     match name {
         "SHOP_PASSWORD" => Some(SHOP_PASSWORD.to_owned()),
         "ERP_CLIENT_SECRET" => Some(ERP_CLIENT_SECRET.to_owned()),
+        "STRIPE_WEBHOOK_SECRET" => Some(STRIPE_WEBHOOK_SECRET.to_owned()),
         _ => None,
     }
 }
@@ -47,16 +56,25 @@ impl Stack {
     /// Starts NATS and every service for the integration file `config` (secrets:
     /// `${env:SHOP_PASSWORD}`, `${env:ERP_CLIENT_SECRET}`), with workers for all handlers.
     pub async fn start(config: &str) -> anyhow::Result<Self> {
+        Self::start_with(config, |_| {}).await
+    }
+
+    /// Like [`Stack::start`], with the stream settings changed by `edit` (shorter windows).
+    pub async fn start_with(
+        config: &str,
+        edit: impl FnOnce(&mut Topology),
+    ) -> anyhow::Result<Self> {
         let integration = Arc::new(Integration::parse(config, &env).context("test config")?);
         let nats = Nats::start().await?;
-        let topology = Topology::new(&unique_namespace("e2e"));
+        let mut topology = Topology::new(&unique_namespace("e2e"));
+        edit(&mut topology);
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
         let (token_l, token_url) = listener().await?;
         let (egress_l, egress_url) = listener().await?;
-        let (router_l, _) = listener().await?;
-        let (worker_l, _) = listener().await?;
+        let (router_l, router_url) = listener().await?;
+        let (worker_l, worker_url) = listener().await?;
         let (ingress_l, ingress_url) = listener().await?;
 
         let spawn =
@@ -79,7 +97,7 @@ impl Stack {
 
         let s = hookyard_egress::Settings {
             integration: integration.clone(),
-            token_endpoint: Some(token_url),
+            token_endpoint: Some(token_url.clone()),
         };
         let sd = shutdown.clone();
         tasks.push(spawn(
@@ -104,7 +122,7 @@ impl Stack {
             nats: nats.client().await?,
             topology: topology.clone(),
             handlers: integration.handlers.keys().cloned().collect(),
-            egress_endpoint: egress_url,
+            egress_endpoint: egress_url.clone(),
             shutdown_grace: Duration::from_secs(5),
         };
         let sd = shutdown.clone();
@@ -131,6 +149,11 @@ impl Stack {
             nats,
             topology,
             ingress: ingress_url,
+            router: router_url,
+            worker: worker_url,
+            egress: egress_url,
+            token: token_url,
+            integration,
             http: reqwest::Client::new(),
             shutdown,
             tasks,
@@ -179,6 +202,62 @@ impl Stack {
             .as_str()
             .map(str::to_owned)
             .context("202 body has an id")
+    }
+
+    /// Starts one more ingress replica on the same NATS and namespace, returns its base URL
+    /// once it is ready. It stops with the stack.
+    pub async fn add_ingress(&mut self) -> anyhow::Result<String> {
+        let (listener, url) = listener().await?;
+        let mut s = hookyard_ingress::Settings::new(
+            self.integration.clone(),
+            self.nats.client().await?,
+            self.topology.clone(),
+        );
+        s.publish_timeout = Duration::from_secs(1);
+        s.retry_after_secs = 1;
+        let shutdown = self.shutdown.clone();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = hookyard_ingress::run(s, listener, shutdown).await {
+                panic!("second ingress failed: {e:#}");
+            }
+        }));
+        let ready = format!("{url}/readyz");
+        wait_for(PATIENCE, "second ingress to be ready", || {
+            let (http, ready) = (self.http.clone(), ready.clone());
+            async move { matches!(http.get(&ready).send().await, Ok(r) if r.status() == 200) }
+        })
+        .await?;
+        Ok(url)
+    }
+
+    /// True when the router has read and acknowledged everything in the in stream.
+    pub async fn router_idle(&self) -> bool {
+        let js = async_nats::jetstream::new(self.client.clone());
+        let Ok(stream) = js.get_stream(self.topology.in_stream()).await else {
+            return false;
+        };
+        match stream.consumer_info(self.topology.router_consumer()).await {
+            Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
+            Err(_) => false,
+        }
+    }
+
+    /// The value of one series in `GET {base}/metrics` (0 when absent), e.g.
+    /// `hookyard_worker_deliveries_total{handler="orders",outcome="handled"}`.
+    pub async fn metric(&self, base: &str, series: &str) -> anyhow::Result<u64> {
+        let text = self
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -290,6 +369,8 @@ dedup_key = {{ header = "X-Shop-Delivery-Id" }}
 
 [connections.erp]
 base_url = "{partner}"
+# The stand-in partner listens on loopback, which the SSRF guard refuses by default.
+allow_private = ["127.0.0.0/8"]
 timeout = "5s"
 
 [connections.erp.auth]

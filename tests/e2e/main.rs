@@ -12,5 +12,7 @@ mod harness;
 
 mod delivery;
 mod fanout;
+mod once;
 mod refusals;
+mod reply;
 mod retry;
