@@ -1,0 +1,332 @@
+//! `hookyard-bench`: the benchmark suite of issue 6, on loopback only, bounded in time.
+//!
+//! It starts nats-server (from `--nats-server`, else copied out of the local `nats:<version>`
+//! image) in each durability mode, the real `hookyard-ingress` binary twice (group commit, and
+//! `--batch-max 1`), and two floor servers (itself, `floor-server`); every process it starts is
+//! killed by pid when the run ends or fails. Then, repeating every measurement and
+//! interleaving the systems (A B A B …), it measures W1 ingress accept at closed-loop
+//! concurrencies and fixed offered rates against the floors (bare HTTP 202, naive
+//! HTTP + one publish, raw JetStream one-by-one and batched at the same in-flight count),
+//! CPU seconds per 1000 events from `/proc/<pid>/stat`, idle and peak RSS, and overload
+//! (10× capacity offered). It writes a JSON file and prints a table with the ratios.
+//!
+//! `--smoke` runs a ~10 s version and exits non-zero when something is broken (not on speed).
+//! Not measured yet: W2 end to end through router, worker and egress, and the backlog drain.
+
+mod floors;
+mod load;
+mod overload;
+mod procs;
+mod report;
+mod suite;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::{procs::Mode, report::System};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookyard-bench",
+    about = "hookyard's benchmark suite (loopback only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// A ~10 s check that every part runs; exits 1 when something is broken.
+    #[arg(long)]
+    smoke: bool,
+    /// Repetitions of every measurement.
+    #[arg(long, default_value_t = 3)]
+    repetitions: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Closed-loop concurrencies (in-flight requests or publishes).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    concurrency: Vec<usize>,
+    /// Body sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_value = "1024,65536")]
+    bodies: Vec<usize>,
+    /// Offered rates, as fractions of ingress's capacity at the highest concurrency.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.8")]
+    rates: Vec<f64>,
+    /// Seconds of overload (10× capacity offered); 0 skips it.
+    #[arg(long, default_value_t = 10.0)]
+    overload_seconds: f64,
+    /// Durability modes: `always` (sync_interval: always) and/or `default`.
+    #[arg(long, value_delimiter = ',', default_value = "always,default")]
+    modes: Vec<String>,
+    /// nats-server binary (default: copied out of the local nats:<version> image).
+    #[arg(long)]
+    nats_server: Option<PathBuf>,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "target/bench/results.json")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs a floor server (used by the suite itself).
+    FloorServer {
+        #[arg(long, value_enum)]
+        kind: floors::FloorKind,
+        #[arg(long)]
+        nats_url: Option<String>,
+        #[arg(long)]
+        subject: String,
+    },
+}
+
+#[derive(Serialize)]
+struct Results {
+    machine: Machine,
+    nats_version: &'static str,
+    records: Vec<report::Record>,
+    summaries: Vec<report::Summary>,
+    ratios: Vec<report::Ratio>,
+    overload: Vec<overload::Overload>,
+    memory: Vec<suite::Memory>,
+}
+
+#[derive(Serialize)]
+struct Machine {
+    cpu: String,
+    cores: usize,
+    memory: String,
+    kernel: String,
+    load_before: String,
+    load_after: String,
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn machine(load_before: String) -> Machine {
+    let cpuinfo = read("/proc/cpuinfo");
+    Machine {
+        cpu: cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_default(),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        memory: read("/proc/meminfo")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        load_before,
+        load_after: read("/proc/loadavg").trim().to_owned(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hookyard-bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::FloorServer {
+        kind,
+        nats_url,
+        subject,
+    }) = cli.command
+    {
+        return match runtime.block_on(floors::serve(kind, nats_url, subject)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("floor server: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // On SIGINT or SIGTERM the suite is dropped, which kills every process it started.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run(cli) => outcome,
+            () = stopped() => Err(anyhow::anyhow!("stopped by a signal")),
+        }
+    });
+    match outcome {
+        Ok(problems) if problems.is_empty() => ExitCode::SUCCESS,
+        Ok(problems) => {
+            for problem in problems {
+                eprintln!("hookyard-bench: broken: {problem}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("hookyard-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn stopped() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Runs the suite; returns what is broken (smoke checks).
+async fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
+    let load_before = read("/proc/loadavg").trim().to_owned();
+    let plan = if cli.smoke {
+        suite::Plan {
+            repetitions: 1,
+            seconds: 0.4,
+            concurrency: vec![1, 16],
+            bodies: vec![1024],
+            rates: vec![0.5],
+            overload_seconds: 1.0,
+        }
+    } else {
+        suite::Plan {
+            repetitions: cli.repetitions.max(1),
+            seconds: cli.seconds,
+            concurrency: cli.concurrency.clone(),
+            bodies: cli.bodies.clone(),
+            rates: cli.rates.clone(),
+            overload_seconds: cli.overload_seconds,
+        }
+    };
+    let modes: Vec<Mode> = if cli.smoke {
+        vec![Mode::SyncAlways]
+    } else {
+        cli.modes
+            .iter()
+            .map(|m| match m.as_str() {
+                "always" => Ok(Mode::SyncAlways),
+                "default" => Ok(Mode::Default),
+                other => anyhow::bail!("unknown mode {other:?} (always, default)"),
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let dir = std::env::temp_dir().join(format!("hookyard-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let nats_binary = procs::nats_binary(cli.nats_server.clone(), &dir)?;
+    let mut records = Vec::new();
+    let mut overload = Vec::new();
+    let mut memory = Vec::new();
+    for mode in modes {
+        eprintln!("hookyard-bench: measuring with {}", mode.label());
+        let results = suite::run_mode(&plan, mode, &nats_binary, &dir).await?;
+        records.extend(results.records);
+        overload.extend(results.overload);
+        memory.extend(results.memory);
+    }
+    let summaries = report::summarize(&records);
+    let ratios = report::ratios(&summaries);
+    println!("{}", report::table(&summaries, &ratios));
+    for o in &overload {
+        println!(
+            "overload ({}): {:.0}/s offered for {:.1} s: {} accepted, {} shed (503/429; {} without Retry-After), {} other, {} connection errors, p99 {:.1} ms, ingress peak RSS {} KiB, recovered in {:.0} ms",
+            o.mode.label(),
+            o.offered_per_s,
+            o.seconds,
+            o.accepted,
+            o.shed,
+            o.shed_without_retry_after,
+            o.other,
+            o.errors,
+            o.p99_ms,
+            o.peak_rss_kib,
+            o.recovery_ms
+        );
+    }
+    for m in &memory {
+        println!(
+            "memory ({}): {} idle {} KiB, peak {} KiB",
+            m.mode.label(),
+            m.service,
+            m.idle_rss_kib,
+            m.peak_rss_kib
+        );
+    }
+    let problems = if cli.smoke {
+        smoke_problems(&records, &overload)
+    } else {
+        Vec::new()
+    };
+    let results = Results {
+        machine: machine(load_before),
+        nats_version: include_str!("../../../deploy/nats/VERSION").trim(),
+        records,
+        summaries,
+        ratios,
+        overload,
+        memory,
+    };
+    if let Some(parent) = cli.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&cli.out, serde_json::to_vec_pretty(&results)?)
+        .with_context(|| format!("failed to write {}", cli.out.display()))?;
+    eprintln!("hookyard-bench: results in {}", cli.out.display());
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(problems)
+}
+
+/// What the smoke run must see: every system accepted something, nothing but 2xx under normal
+/// load, nothing accepted was lost, overload shed with Retry-After and recovered.
+fn smoke_problems(records: &[report::Record], overload: &[overload::Overload]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for system in System::ALL {
+        if !records.iter().any(|r| r.system == system && r.accepted > 0) {
+            problems.push(format!("{} accepted nothing", system.name()));
+        }
+    }
+    for r in records {
+        if r.load == "closed" && (r.other > 0 || r.errors > 0 || r.shed > 0) {
+            problems.push(format!(
+                "{} at c={}: {} shed, {} other statuses, {} errors",
+                r.system.name(),
+                r.concurrency,
+                r.shed,
+                r.other,
+                r.errors
+            ));
+        }
+        if let Some(lost) = r.lost.filter(|&l| l > 0) {
+            problems.push(format!(
+                "{}: {lost} accepted events not in the stream",
+                r.system.name()
+            ));
+        }
+    }
+    for o in overload {
+        if o.shed_without_retry_after > 0 || o.other > 0 {
+            problems.push(format!(
+                "overload: {} shed without Retry-After, {} other statuses",
+                o.shed_without_retry_after, o.other
+            ));
+        }
+        if o.recovery_ms > 10_000.0 {
+            problems.push(format!(
+                "overload: no recovery within {:.0} ms",
+                o.recovery_ms
+            ));
+        }
+    }
+    problems
+}

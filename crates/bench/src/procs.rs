@@ -1,0 +1,235 @@
+//! Processes the bench starts: NATS and the servers under test. Every one is killed by its pid
+//! when its handle is dropped, and its CPU time and memory are read from `/proc/<pid>`.
+
+use std::{
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use tokio::io::AsyncReadExt;
+
+/// NATS version, the one the repository deploys.
+const NATS_VERSION: &str = include_str!("../../../deploy/nats/VERSION");
+
+/// A child process, killed by pid on drop.
+pub struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Proc {
+    /// Starts `command` with its output in `<dir>/<name>.log`.
+    pub fn spawn(name: &str, dir: &Path, command: &mut Command) -> anyhow::Result<Self> {
+        let log = fs::File::create(dir.join(format!("{name}.log")))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("failed to start {name}"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    /// Starts `command` and reads the address it prints as `listening <addr>` on stdout.
+    pub fn spawn_listening(
+        name: &str,
+        command: &mut Command,
+    ) -> anyhow::Result<(Self, SocketAddr)> {
+        use std::io::BufRead;
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("failed to start {name}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let proc = Self {
+            name: name.to_owned(),
+            child,
+        };
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("{name} did not say where it listens: {line:?}"))?;
+        Ok((proc, addr))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User plus system CPU seconds so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.pid()).unwrap_or(0.0)
+    }
+
+    /// Resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        status_kib(self.pid(), "VmRSS:").unwrap_or(0)
+    }
+
+    /// Highest resident memory so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        status_kib(self.pid(), "VmHWM:").unwrap_or(0)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here (0-based 11, 12).
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// A free loopback port (racy, as every such helper).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Durability of JetStream writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Mode {
+    /// `sync_interval: always`: every acknowledged write is on disk (hookyard's setting).
+    #[serde(rename = "sync_always")]
+    SyncAlways,
+    /// The NATS default: writes are synced every two minutes.
+    #[serde(rename = "nats_default")]
+    Default,
+}
+
+impl Mode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::SyncAlways => "sync_interval: always",
+            Self::Default => "NATS default sync",
+        }
+    }
+}
+
+/// A nats-server started from its binary, with its store in `dir`.
+pub struct Nats {
+    pub proc: Proc,
+    pub url: String,
+}
+
+impl Nats {
+    pub async fn start(binary: &Path, dir: &Path, mode: Mode) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let store = dir.join(format!("js-{mode:?}"));
+        let _ = fs::remove_dir_all(&store);
+        let sync = match mode {
+            Mode::SyncAlways => "  sync_interval: always\n",
+            Mode::Default => "",
+        };
+        let conf = dir.join(format!("nats-{mode:?}.conf"));
+        fs::write(
+            &conf,
+            format!(
+                "listen: 127.0.0.1:{port}\nmax_payload: 1MB\njetstream {{\n  store_dir: {store:?}\n{sync}  max_file_store: 20GB\n  max_memory_store: 256MB\n}}\n"
+            ),
+        )?;
+        let proc = Proc::spawn(
+            &format!("nats-{mode:?}"),
+            dir,
+            Command::new(binary).arg("--config").arg(&conf),
+        )?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                let mut buf = [0u8; 4];
+                if matches!(tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf)).await, Ok(Ok(_)) if &buf == b"INFO")
+                {
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("nats did not start; see {}", dir.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Self {
+            proc,
+            url: format!("nats://127.0.0.1:{port}"),
+        })
+    }
+}
+
+/// The nats-server binary: `given`, else copied out of the local image `nats:<version>` (made
+/// by deploy/nats/build-local-image.sh). Never a `nats-server` from the PATH: Debian's is 2.9,
+/// without batch publishing.
+pub fn nats_binary(given: Option<PathBuf>, dir: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let target = dir.join("nats-server");
+    if target.exists() {
+        return Ok(target);
+    }
+    let image = format!("nats:{}", NATS_VERSION.trim());
+    let created = Command::new("docker")
+        .args(["create", &image])
+        .output()
+        .context("docker not found")?;
+    if !created.status.success() {
+        bail!(
+            "no nats-server: pass --nats-server or build {image} with deploy/nats/build-local-image.sh"
+        );
+    }
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let copied = Command::new("docker")
+        .args(["cp", &format!("{id}:/nats-server")])
+        .arg(&target)
+        .status();
+    let _ = Command::new("docker")
+        .args(["rm", &id])
+        .stdout(Stdio::null())
+        .status();
+    if !copied.map(|s| s.success()).unwrap_or(false) {
+        bail!("failed to copy nats-server out of {image}");
+    }
+    Ok(target)
+}
