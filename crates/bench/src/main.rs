@@ -11,11 +11,14 @@
 //! (10× capacity offered). It writes a JSON file and prints a table with the ratios.
 //!
 //! `--smoke` runs a ~10 s version and exits non-zero when something is broken (not on speed).
+//! `fast-batch-probe` measures whether JetStream batch publishing (atomic, and ADR-50 fast
+//! batches) groups fsyncs under `sync_interval: always` (see `probe`).
 //! Not measured yet: W2 end to end through router, worker and egress, and the backlog drain.
 
 mod floors;
 mod load;
 mod overload;
+mod probe;
 mod procs;
 mod report;
 mod suite;
@@ -78,6 +81,26 @@ enum Command {
         nats_url: Option<String>,
         #[arg(long)]
         subject: String,
+    },
+    /// Measures whether JetStream batch publishing groups fsyncs under `sync_interval: always`:
+    /// one-by-one, atomic-batch and fast-batch publishing, each against a fresh nats-server.
+    FastBatchProbe {
+        /// Messages per way.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Messages per batch.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Messages outstanding (one-by-one: concurrent publishes; batches: in_flight / batch
+        /// batches at a time).
+        #[arg(long, default_value_t = 256)]
+        in_flight: usize,
+        /// Count the server's fsync/fdatasync calls with `strace -c` (needs strace).
+        #[arg(long)]
+        strace: bool,
     },
 }
 
@@ -147,6 +170,37 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("floor server: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::FastBatchProbe {
+        messages,
+        size,
+        batch,
+        in_flight,
+        strace,
+    }) = cli.command
+    {
+        let plan = probe::Plan {
+            messages,
+            size,
+            batch,
+            in_flight,
+            strace,
+        };
+        let outcome = runtime.block_on(async {
+            let dir = std::env::temp_dir().join(format!("hookyard-probe-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let binary = procs::nats_binary(cli.nats_server.clone(), &dir)?;
+            let outcome = probe::run(&plan, &binary, &dir).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            outcome
+        });
+        return match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("fast-batch-probe: {error:#}");
                 ExitCode::FAILURE
             }
         };
