@@ -24,13 +24,16 @@ pub fn render(registry: &Registry) -> String {
     out
 }
 
-/// `routes` (a gRPC server's services) plus `GET /metrics` serving `registry`, for services
-/// whose only listener is gRPC. The server must accept HTTP/1 (`accept_http1(true)`) so that a
-/// Prometheus scrape (HTTP/1.1) reaches it; gRPC clients keep using HTTP/2.
-pub fn with_metrics(
+/// Serves a gRPC service's `routes` plus `GET /metrics` for `registry` on `listener` until
+/// `signal` completes — the one server setup of every service whose only listener is gRPC. The
+/// server accepts HTTP/1 so a Prometheus scrape (HTTP/1.1) reaches `/metrics`; gRPC clients
+/// keep using HTTP/2.
+pub async fn serve_grpc(
     routes: tonic::service::Routes,
     registry: std::sync::Arc<Registry>,
-) -> tonic::service::Routes {
+    listener: tokio::net::TcpListener,
+    signal: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     let metrics = axum::Router::new().route(
         METRICS_PATH,
         axum::routing::get(move || async move {
@@ -40,7 +43,15 @@ pub fn with_metrics(
             )
         }),
     );
-    tonic::service::Routes::from(routes.into_axum_router().merge(metrics))
+    let routes = tonic::service::Routes::from(routes.into_axum_router().merge(metrics));
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            signal,
+        )
+        .await
 }
 
 /// A gRPC status code as a label value: `ok`, `unavailable`, `deadline_exceeded`, …

@@ -148,17 +148,12 @@ async fn serve(
         EgressServiceServer::new(service::EgressApi::new(connections, tokens, audit, metrics))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let routes = hookyard_core::metrics::with_metrics(
+    hookyard_core::metrics::serve_grpc(
         tonic::service::Routes::new(health).add_service(api),
         registry,
-    );
-    tonic::transport::Server::builder()
-        .accept_http1(true)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            signal,
-        )
-        .await
-        .map_err(Error::Serve)
+        listener,
+        signal,
+    )
+    .await
+    .map_err(Error::Serve)
 }

@@ -186,18 +186,18 @@ where
 }
 
 async fn webhook(State(app): State<Arc<App>>, request: Request) -> Response {
+    // Borrowed from the source table, not the request, which `accept` takes.
     let source = app
         .sources
         .get(request.uri().path())
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
+        .map_or("", |s| s.name.as_str());
     match accept(&app, request).await {
         Ok((response, outcome)) => {
-            app.metrics.request(&source, outcome);
+            app.metrics.request(source, outcome);
             response
         }
         Err(error) => {
-            app.metrics.request(&source, error.kind());
+            app.metrics.request(source, error.kind());
             error.into_response()
         }
     }

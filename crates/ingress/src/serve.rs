@@ -66,6 +66,8 @@ pub(crate) async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    // Shared by every connection task; configured once.
+    let builder = std::sync::Arc::new(builder);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {

@@ -178,19 +178,14 @@ async fn serve(
         tracing::info!("token service draining");
     };
     let (metrics, registry) = metrics::Metrics::new();
-    let routes = hookyard_core::metrics::with_metrics(
+    let grpc = hookyard_core::metrics::serve_grpc(
         tonic::service::Routes::new(health).add_service(TokenServiceServer::new(
             service::TokenApi::new(tokens.clone(), metrics),
         )),
         registry,
+        listener,
+        signal,
     );
-    let grpc = tonic::transport::Server::builder()
-        .accept_http1(true)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            signal,
-        );
     let grpc = async { grpc.await.map_err(Error::Serve) };
     let http = async {
         let Some(consent) = consent else {

@@ -36,8 +36,6 @@ impl Metrics {
     }
 
     pub(crate) fn request(&self, connection: &str, code: tonic::Code) {
-        // Only configured connection names become labels: an unknown name asked by a caller
-        // is counted under "" so it cannot grow the series.
         self.requests
             .get_or_create(&RequestLabels {
                 connection: connection.to_owned(),

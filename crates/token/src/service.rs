@@ -31,20 +31,16 @@ impl TokenService for TokenApi {
     ) -> Result<Response<GetTokenResponse>, Status> {
         let connection = request.into_inner().connection;
         let result = self.tokens.get(&connection).await;
-        let label = if result
+        let code = result
             .as_ref()
-            .is_err_and(|e| Status::from(&**e).code() == tonic::Code::NotFound)
-        {
+            .map_or_else(|e| Status::from(&**e).code(), |_| tonic::Code::Ok);
+        // An unknown name is a caller's value, not configuration: it must not become a label.
+        let label = if code == tonic::Code::NotFound {
             ""
         } else {
             connection.as_str()
         };
-        self.metrics.request(
-            label,
-            result
-                .as_ref()
-                .map_or_else(|e| Status::from(&**e).code(), |_| tonic::Code::Ok),
-        );
+        self.metrics.request(label, code);
         match result {
             Ok(token) => Ok(Response::new(GetTokenResponse {
                 access_token: token.access_token.expose_secret().to_owned(),

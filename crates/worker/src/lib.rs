@@ -210,18 +210,13 @@ pub async fn run(
 
     let (metrics, registry) = metrics::Metrics::new();
     let serve = async {
-        let routes = hookyard_core::metrics::with_metrics(
+        let served = hookyard_core::metrics::serve_grpc(
             tonic::service::Routes::new(health_service),
             registry,
-        );
-        let served = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
-                stop.cancelled(),
-            )
-            .await;
+            listener,
+            stop.cancelled(),
+        )
+        .await;
         stop.cancel();
         served
     };

@@ -9,17 +9,16 @@ use hookyard_core::{
     Integration,
     streams::{StreamLimits, Topology},
 };
-use hookyard_proto::token::v1::{
-    GetTokenRequest, GetTokenResponse, InvalidateTokenRequest,
-    token_service_client::TokenServiceClient,
-};
+use hookyard_proto::token::v1::token_service_client::TokenServiceClient;
 use hookyard_testkit::{Nats, unique_namespace};
 use hookyard_token::{Keys, Policy};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
-use crate::authserver::{AuthServer, CLIENT_SECRET};
+use crate::{
+    TokenService,
+    authserver::{AuthServer, CLIENT_SECRET},
+};
 
 /// A key list with one key of version `version`, all bytes `byte`.
 pub fn key(version: u32, byte: u8) -> String {
@@ -52,15 +51,16 @@ auth = {{ type = "oauth2_authorization_code", authorize_url = "{server}/authoriz
 
 /// A running token service with a store; stops when dropped.
 pub struct Stored {
-    pub client: TokenServiceClient<Channel>,
+    /// The gRPC side, as in the in-memory tests (stops the service when dropped).
+    service: TokenService,
     /// `http://127.0.0.1:<port>` of the consent page.
     pub consent: String,
-    shutdown: CancellationToken,
 }
 
-impl Drop for Stored {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+impl std::ops::Deref for Stored {
+    type Target = TokenService;
+    fn deref(&self) -> &TokenService {
+        &self.service
     }
 }
 
@@ -123,33 +123,9 @@ impl Stored {
             .await
             .expect("connect");
         Self {
-            client,
+            service: TokenService { client, shutdown },
             consent: ports.consent_url,
-            shutdown,
         }
-    }
-
-    pub async fn get(&self, connection: &str) -> Result<GetTokenResponse, tonic::Status> {
-        self.client
-            .clone()
-            .get_token(GetTokenRequest {
-                connection: connection.to_owned(),
-            })
-            .await
-            .map(tonic::Response::into_inner)
-    }
-
-    pub async fn invalidate(&self, connection: &str, access_token: &str) -> bool {
-        self.client
-            .clone()
-            .invalidate_token(InvalidateTokenRequest {
-                connection: connection.to_owned(),
-                access_token: access_token.to_owned(),
-            })
-            .await
-            .expect("invalidate")
-            .into_inner()
-            .invalidated
     }
 }
 
