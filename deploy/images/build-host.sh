@@ -14,6 +14,8 @@ cd "$root"
 profile=${PROFILE:-dev}
 dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# HOOKYARD_VERSION overrides the tag, so several trees on one machine keep their own images.
+version=${HOOKYARD_VERSION:-$version}
 nats_version=$(tr -d '[:space:]' < deploy/nats/VERSION)
 bins=(hookyard hookyard-ingress hookyard-router hookyard-worker hookyard-egress hookyard-token hookyard-demo)
 

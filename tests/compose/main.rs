@@ -31,7 +31,12 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Image tag of the stack: `HOOKYARD_VERSION` when set (as `deploy/images/build-host.sh` and
+/// `docker-compose.yml` read it), else the workspace version.
 fn version() -> anyhow::Result<String> {
+    if let Ok(tag) = std::env::var("HOOKYARD_VERSION") {
+        return Ok(tag);
+    }
     let cargo = std::fs::read_to_string(root().join("Cargo.toml"))?;
     cargo
         .lines()
