@@ -22,6 +22,7 @@
 pub mod config;
 pub mod envelope;
 pub mod expr;
+pub mod fault;
 pub mod grpc;
 pub mod health;
 pub mod metrics;
