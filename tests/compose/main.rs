@@ -52,16 +52,43 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// A config directory the containers (uid 10001) can read, holding `integration.toml`.
+/// A config directory the containers (uid 10001) can read, holding `integration.toml` and the
+/// example's demo admin token.
 fn config_dir() -> anyhow::Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir()?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let token = dir.path().join("admin-token");
+    std::fs::copy(root().join("examples/compose/admin-token"), &token)?;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644))?;
     write_config(
         dir.path(),
         &std::fs::read_to_string(root().join("examples/compose/integration.toml"))?,
     )?;
     Ok(dir)
+}
+
+/// The router's admin API is published on loopback and behind the example's demo token.
+async fn admin_answers_with_the_demo_token_only(port: u16) -> anyhow::Result<()> {
+    let token = std::fs::read_to_string(root().join("examples/compose/admin-token"))?;
+    let url = format!("http://127.0.0.1:{port}/v1/handlers");
+    let http = reqwest::Client::new();
+    let refused = http.get(&url).send().await?.status();
+    anyhow::ensure!(
+        refused == 401,
+        "admin api without a token answered {refused}"
+    );
+    let answered = http.get(&url).bearer_auth(token.trim()).send().await?;
+    anyhow::ensure!(
+        answered.status() == 200,
+        "admin api with the demo token answered {}",
+        answered.status()
+    );
+    let handlers: serde_json::Value = answered.json().await?;
+    let names = handlers["handlers"].as_array().map_or(0, Vec::len);
+    anyhow::ensure!(names == 3, "three handlers in the example, got {handlers}");
+    eprintln!("admin api answers on 127.0.0.1:{port} with the demo token only");
+    Ok(())
 }
 
 /// Replaces the integration file the way a deploy does: write aside, then rename over.
@@ -132,6 +159,7 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
     }
     let config = config_dir()?;
     let (ingress_port, demo_port, consent_port) = (free_port()?, free_port()?, free_port()?);
+    let admin_port = free_port()?;
     let name = format!("hookyardtest{}", std::process::id());
     let mut project = Project::new(
         &root(),
@@ -145,6 +173,7 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
             ("HOOKYARD_INGRESS_PORT".into(), ingress_port.to_string()),
             ("HOOKYARD_DEMO_PORT".into(), demo_port.to_string()),
             ("HOOKYARD_CONSENT_PORT".into(), consent_port.to_string()),
+            ("HOOKYARD_ADMIN_PORT".into(), admin_port.to_string()),
         ],
     );
     let mut rows = Vec::new();
@@ -157,6 +186,7 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
         "stack healthy after {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    admin_answers_with_the_demo_token_only(admin_port).await?;
     let sender = Arc::new(Sender::new(ingress_port));
     let partner = Partner::new(demo_port);
     let tally = send_batch(&sender, "mixed", &TYPES, 200).await;

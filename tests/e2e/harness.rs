@@ -18,6 +18,9 @@ pub const ERP_CLIENT_SECRET: &str = "erp-client-secret-value";
 /// Signing secret of the test Stripe source (`${env:STRIPE_WEBHOOK_SECRET}`).
 pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_e2e_stripe_signing_secret";
 
+/// Bearer token of the router's admin API in every stack.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+
 /// Generous bound for anything the pipeline does; tests wait on conditions, not on time.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -31,6 +34,8 @@ pub struct Stack {
     pub worker: String,
     pub egress: String,
     pub token: String,
+    /// Base URL of the router's admin API (gRPC and JSON).
+    pub admin: String,
     integration: Arc<Integration>,
     http: reqwest::Client,
     shutdown: CancellationToken,
@@ -76,6 +81,7 @@ impl Stack {
         let (router_l, router_url) = listener().await?;
         let (worker_l, worker_url) = listener().await?;
         let (ingress_l, ingress_url) = listener().await?;
+        let (admin_l, admin_url) = listener().await?;
 
         let spawn =
             |name: &'static str, fut: futures::future::BoxFuture<'static, anyhow::Result<()>>| {
@@ -100,9 +106,13 @@ impl Stack {
             token_endpoint: Some(token_url.clone()),
         };
         let sd = shutdown.clone();
+        // Audited, so the admin API can show every outbound attempt of an event.
+        let audit = hookyard_egress::Audit::start(nats.client().await?, &topology).await?;
         tasks.push(spawn(
             "egress",
-            Box::pin(async move { Ok(hookyard_egress::run(s, egress_l, sd).await?) }),
+            Box::pin(
+                async move { Ok(hookyard_egress::run_audited(s, audit, egress_l, sd).await?) },
+            ),
         ));
 
         let s = hookyard_router::Settings {
@@ -110,6 +120,10 @@ impl Stack {
             nats: nats.client().await?,
             topology: topology.clone(),
             reload: None,
+            admin: Some(hookyard_router::admin::Settings {
+                listener: admin_l,
+                token: secrecy::SecretString::from(ADMIN_TOKEN),
+            }),
         };
         let sd = shutdown.clone();
         tasks.push(spawn(
@@ -153,6 +167,7 @@ impl Stack {
             worker: worker_url,
             egress: egress_url,
             token: token_url,
+            admin: admin_url,
             integration,
             http: reqwest::Client::new(),
             shutdown,

@@ -13,6 +13,7 @@ mod harness;
 mod delivery;
 mod fanout;
 mod once;
+mod operate;
 mod refusals;
 mod reply;
 mod retry;

@@ -16,6 +16,8 @@ pub const HEADER_SOURCE: &str = "Hookyard-Source";
 pub const HEADER_HANDLER: &str = "Hookyard-Handler";
 /// Dead-letter reason, mirrored from the payload.
 pub const HEADER_REASON: &str = "Hookyard-Reason";
+/// Replay id on work items an operator replayed, mirrored from the payload.
+pub const HEADER_REPLAY_ID: &str = "Hookyard-Replay-Id";
 
 /// Dedup key of a request whose sender gives no delivery id: a hash of the body.
 pub fn body_dedup_key(body: &[u8]) -> String {
@@ -35,6 +37,12 @@ pub fn event_id(source: &str, dedup_key: &str) -> String {
 /// `Nats-Msg-Id` of the work message for one handler.
 pub fn work_msg_id(event_id: &str, handler: &str) -> String {
     format!("{event_id}:{handler}")
+}
+
+/// `Nats-Msg-Id` of a replayed work item: its own, so the stream does not absorb it as a
+/// duplicate of the original; also the idempotency key of a replay that asks for a new one.
+pub fn replay_msg_id(event_id: &str, handler: &str, replay_id: &str) -> String {
+    format!("{event_id}:{handler}:{replay_id}")
 }
 
 /// Idempotency key egress sends for a handler's call: the same as the work message id.

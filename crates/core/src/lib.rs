@@ -14,7 +14,9 @@
 //! - [`service`]: what every binary's `main` does around `run` (`healthcheck`, loading the
 //!   integration file, draining within the shutdown grace, the exit code);
 //! - [`retry`]: retrying start-up steps (stream and consumer setup) until NATS answers;
-//! - [`pull`]: the bounded-concurrency pull loop over a JetStream consumer (router, worker).
+//! - [`pull`]: the bounded-concurrency pull loop over a JetStream consumer (router, worker);
+//! - [`redact`]: which header values and query parameters of a stored request are hidden from
+//!   operators (admin API, console, egress's audit).
 //!
 //! It does not own any service's behaviour: ingress, router, worker, egress and token live in
 //! their own crates and meet only through NATS and gRPC.
@@ -27,6 +29,7 @@ pub mod grpc;
 pub mod health;
 pub mod metrics;
 pub mod pull;
+pub mod redact;
 pub mod retry;
 pub mod service;
 pub mod settings;

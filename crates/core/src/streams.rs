@@ -15,8 +15,12 @@
 //! Ownership: ingress creates or updates `HOOKYARD_IN` at start; the router creates or updates
 //! `HOOKYARD_IN`, `HOOKYARD_WORK` and `HOOKYARD_DLQ` (it reads the first and writes the others);
 //! a worker creates or updates `HOOKYARD_WORK` and `HOOKYARD_DLQ` so it can bind its consumer
-//! whichever service starts first. Egress, when auditing is on, creates or updates
-//! `HOOKYARD_AUDIT` and publishes one record per outbound attempt on `hookyard.audit.egress`.
+//! whichever service starts first. `HOOKYARD_AUDIT` holds what happened to events, best effort
+//! and `discard: old`: egress (when auditing is on) publishes one record per outbound attempt on
+//! `hookyard.audit.egress.<connection>.<event id>`, workers one outcome per delivery on
+//! `hookyard.audit.worker.<handler>.<outcome>.<event id>`, and the router's admin API one record
+//! per replay on `hookyard.audit.replay`; each of them creates or updates the stream. The ids in
+//! those subjects let the admin API find an event's records with a filter instead of a scan.
 //! All of them call the same functions here, so the settings they apply are identical and no
 //! start order is required.
 
@@ -187,9 +191,70 @@ impl Topology {
     pub fn audit_stream(&self) -> String {
         self.stream(AUDIT)
     }
-    /// Subject egress publishes its audit records on.
-    pub fn audit_egress_subject(&self) -> String {
-        self.subject("audit.egress")
+    /// Subject egress publishes the audit record of an attempt on `connection` for `event_id`
+    /// (empty when the call was made for no event) on.
+    pub fn audit_egress_subject(&self, connection: &str, event_id: &str) -> String {
+        self.subject(&format!(
+            "audit.egress.{}.{}",
+            subject_token(connection),
+            subject_token(event_id)
+        ))
+    }
+    /// Filter over egress's audit records: of one connection and/or one event, or all.
+    pub fn audit_egress_filter(&self, connection: Option<&str>, event_id: Option<&str>) -> String {
+        self.subject(&format!(
+            "audit.egress.{}.{}",
+            connection.map_or("*".to_owned(), subject_token),
+            event_id.map_or("*".to_owned(), subject_token)
+        ))
+    }
+    /// Subject a worker publishes the outcome of a delivery of `event_id` to `handler` on;
+    /// `outcome` is `handled`, `retry` or `dead_letter`.
+    pub fn audit_worker_subject(&self, handler: &str, outcome: &str, event_id: &str) -> String {
+        self.subject(&format!(
+            "audit.worker.{}.{}.{}",
+            subject_token(handler),
+            subject_token(outcome),
+            subject_token(event_id)
+        ))
+    }
+    /// Filter over the workers' outcome records: of one handler, one outcome and/or one event.
+    pub fn audit_worker_filter(
+        &self,
+        handler: Option<&str>,
+        outcome: Option<&str>,
+        event_id: Option<&str>,
+    ) -> String {
+        let token = |part: Option<&str>| part.map_or("*".to_owned(), subject_token);
+        self.subject(&format!(
+            "audit.worker.{}.{}.{}",
+            token(handler),
+            token(outcome),
+            token(event_id)
+        ))
+    }
+    /// Subject the router records every replay made through the admin API on.
+    pub fn audit_replay_subject(&self) -> String {
+        self.subject("audit.replay")
+    }
+    /// Filter over `HOOKYARD_IN` selecting the events of `source` (all sources when `None`).
+    /// Today's layout (`hookyard.in.<source>`) has no event id in the subject, so a lookup by
+    /// id filters by the `Hookyard-Event-Id` header as well (see [`Topology::in_filter_has_id`]).
+    pub fn in_filter(&self, source: Option<&str>, event_id: Option<&str>) -> String {
+        let _ = event_id;
+        match source {
+            Some(source) => self.in_subject(source),
+            None => self.subject("in.>"),
+        }
+    }
+    /// Whether [`Topology::in_filter`] narrows to one event id by itself.
+    pub fn in_filter_has_id(&self) -> bool {
+        false
+    }
+    /// The source of an event stored under `subject` in `HOOKYARD_IN`.
+    pub fn in_subject_source<'s>(&self, subject: &'s str) -> Option<&'s str> {
+        let source = subject.strip_prefix(&self.subject("in."))?;
+        (!source.is_empty() && !source.contains('.')).then_some(source)
     }
     /// Durable consumer the routers share on the in stream.
     pub fn router_consumer(&self) -> String {
@@ -266,7 +331,7 @@ impl Topology {
         }
     }
 
-    /// Creates or updates `HOOKYARD_AUDIT` (egress does, when auditing is on).
+    /// Creates or updates `HOOKYARD_AUDIT` (egress with auditing on, workers, the admin API).
     pub async fn ensure_audit(&self, js: &jetstream::Context) -> Result<(), StreamSetupError> {
         ensure(js, self.audit_config()).await
     }
@@ -344,6 +409,25 @@ impl Topology {
     }
 }
 
+/// `text` as one subject token: itself when it is a non-empty run of letters, digits, `-` and
+/// `_` (every name the integration file allows, every event id ingress makes), `_` when empty,
+/// else `h` and a hash of it, so no input can add tokens or wildcards to a subject.
+pub fn subject_token(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if text.is_empty() {
+        return "_".to_owned();
+    }
+    let safe = text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if safe {
+        text.to_owned()
+    } else {
+        format!("h{}", hex::encode(&Sha256::digest(text.as_bytes())[..16]))
+    }
+}
+
 /// A stream could not be created or updated.
 #[derive(Debug, thiserror::Error)]
 #[error("failed to create or update stream {stream}")]
@@ -391,6 +475,59 @@ mod tests {
         assert_eq!(
             t.token_needs_consent_subject(),
             "hookyard.token.needs_consent"
+        );
+    }
+
+    #[test]
+    fn audit_subjects_carry_ids_and_filters_match_them() {
+        let t = Topology::default();
+        assert_eq!(
+            t.audit_egress_subject("erp", "evt_1"),
+            "hookyard.audit.egress.erp.evt_1"
+        );
+        assert_eq!(
+            t.audit_egress_subject("erp", ""),
+            "hookyard.audit.egress.erp._"
+        );
+        assert_eq!(
+            t.audit_egress_filter(None, Some("evt_1")),
+            "hookyard.audit.egress.*.evt_1"
+        );
+        assert_eq!(
+            t.audit_worker_subject("orders", "retry", "evt_1"),
+            "hookyard.audit.worker.orders.retry.evt_1"
+        );
+        assert_eq!(
+            t.audit_worker_filter(Some("orders"), None, None),
+            "hookyard.audit.worker.orders.*.*"
+        );
+        assert!(t.audit_config().subjects[0].ends_with("audit.>"));
+    }
+
+    #[test]
+    fn hostile_ids_become_one_safe_token() {
+        for hostile in ["a.b", "*", ">", "a b", "evt\u{0}", &"x".repeat(500), "ü"] {
+            let token = subject_token(hostile);
+            assert!(
+                token.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "{hostile:?} -> {token}"
+            );
+            assert_eq!(token, subject_token(hostile));
+        }
+        assert_eq!(subject_token("evt_0a1b"), "evt_0a1b");
+        assert_eq!(subject_token(""), "_");
+        assert_ne!(subject_token("a.b"), subject_token("a.c"));
+    }
+
+    #[test]
+    fn in_subjects_give_back_their_source() {
+        let t = Topology::new("t1");
+        assert_eq!(t.in_subject_source(&t.in_subject("shop")), Some("shop"));
+        assert_eq!(t.in_subject_source("t1.hookyard.work.shop"), None);
+        assert_eq!(t.in_filter(None, None), "t1.hookyard.in.>");
+        assert_eq!(
+            t.in_filter(Some("shop"), Some("evt_1")),
+            "t1.hookyard.in.shop"
         );
     }
 

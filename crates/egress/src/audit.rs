@@ -1,6 +1,7 @@
-//! The audit trail: one JSON record per outbound attempt on `<prefix>.audit.egress`, in the
+//! The audit trail: one JSON record per outbound attempt on
+//! `<prefix>.audit.egress.<connection>.<event id>` (see `Topology::audit_egress_subject`), in the
 //! JetStream stream `HOOKYARD_AUDIT` — connection, method, URL with secrets redacted, status or
-//! error, latency, attempt number and event id. Header values and bodies are never recorded.
+//! error, latency, attempt number, event id and handler. Header values and bodies are never recorded.
 //!
 //! Best effort: records go through a bounded queue to one publishing task; a full queue or a
 //! failed publish drops the record with a warning and never fails or slows a call.
@@ -19,30 +20,13 @@ use crate::Error;
 const QUEUE: usize = 4096;
 
 /// Put in place of a redacted value.
-pub const REDACTED: &str = "REDACTED";
-
-/// Query parameter names (lower case, as substrings) whose values are redacted.
-const SENSITIVE: [&str; 14] = [
-    "key",
-    "token",
-    "secret",
-    "password",
-    "passwd",
-    "pwd",
-    "auth",
-    "sig",
-    "session",
-    "credential",
-    "code",
-    "jwt",
-    "assertion",
-    "signature",
-];
+pub use hookyard_core::redact::REDACTED;
 
 /// Where egress sends its audit records.
 #[derive(Debug, Clone)]
 pub struct Audit {
-    queue: mpsc::Sender<Vec<u8>>,
+    queue: mpsc::Sender<(String, Vec<u8>)>,
+    topology: Topology,
 }
 
 impl Audit {
@@ -53,11 +37,10 @@ impl Audit {
             .ensure_audit(&js)
             .await
             .map_err(|e| Error::Audit(e.to_string()))?;
-        let subject = topology.audit_egress_subject();
-        let (queue, mut records) = mpsc::channel::<Vec<u8>>(QUEUE);
+        let (queue, mut records) = mpsc::channel::<(String, Vec<u8>)>(QUEUE);
         tokio::spawn(async move {
-            while let Some(record) = records.recv().await {
-                let published = match js.publish(subject.clone(), record.into()).await {
+            while let Some((subject, record)) = records.recv().await {
+                let published = match js.publish(subject, record.into()).await {
                     Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
@@ -66,14 +49,20 @@ impl Audit {
                 }
             }
         });
-        Ok(Self { queue })
+        Ok(Self {
+            queue,
+            topology: topology.clone(),
+        })
     }
 
     pub(crate) fn record(&self, record: &Record<'_>) {
         let Ok(bytes) = serde_json::to_vec(record) else {
             return;
         };
-        if self.queue.try_send(bytes).is_err() {
+        let subject = self
+            .topology
+            .audit_egress_subject(record.connection, record.event_id.unwrap_or_default());
+        if self.queue.try_send((subject, bytes)).is_err() {
             tracing::warn!(
                 connection = record.connection,
                 "audit queue full, record dropped"
@@ -93,6 +82,9 @@ pub(crate) struct Record<'a> {
     pub attempt: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<&'a str>,
+    /// The handler the call was made for, when a worker made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handler: Option<&'a str>,
     /// The partner's status, when it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -125,9 +117,8 @@ pub(crate) fn redact(url: &Url, auth_parameter: Option<&str>) -> String {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(name, value)| {
-                let lower = name.to_ascii_lowercase();
                 let secret = auth_parameter == Some(name.as_ref())
-                    || SENSITIVE.iter().any(|s| lower.contains(s));
+                    || hookyard_core::redact::is_secret_query_name(&name);
                 let value = if secret {
                     REDACTED.to_owned()
                 } else {

@@ -59,6 +59,7 @@ pub(crate) async fn perform(
     max_attempts: Option<u32>,
 ) -> Result<CallResponse, Error> {
     let event_id = audit::event_id(&call.event_id, &call.idempotency_key).map(str::to_owned);
+    let handler = (!call.handler.is_empty()).then(|| call.handler.clone());
     let repeatable = retry::repeatable(
         &call.method.parse().unwrap_or_default(),
         !call.idempotency_key.is_empty(),
@@ -76,6 +77,7 @@ pub(crate) async fn perform(
                 url,
                 attempt: 1,
                 event_id: event_id.as_deref(),
+                handler: handler.as_deref(),
                 status: None,
                 error: Some(format!("{:?}", tonic::Code::PermissionDenied)),
                 latency_ms: 0,
@@ -116,6 +118,7 @@ pub(crate) async fn perform(
                 url: url.clone(),
                 attempt,
                 event_id: event_id.as_deref(),
+                handler: handler.as_deref(),
                 status: outcome.as_ref().ok().map(|a| a.status.as_u16()),
                 error: outcome.as_ref().err().map(|e| format!("{:?}", e.code())),
                 latency_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),

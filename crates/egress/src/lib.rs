@@ -39,7 +39,8 @@
 //!   `Retry-After` above `max_retry_after` returns the response instead of waiting, so a
 //!   worker's redelivery schedule takes over. The breaker counts attempts without a response
 //!   and 5xx answers; while open, calls fail with `UNAVAILABLE` without a request.
-//! - Audit: with [`run_audited`], one JSON record per attempt on `<prefix>.audit.egress`
+//! - Audit: with [`run_audited`], one JSON record per attempt on
+//!   `<prefix>.audit.egress.<connection>.<event id>`
 //!   (stream `HOOKYARD_AUDIT`) through a bounded queue; a full queue or failed publish drops the
 //!   record with a warning and never fails a call. URLs are recorded with user info, the
 //!   `query` auth parameter and secret-looking query values redacted; header values and bodies

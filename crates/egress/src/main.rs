@@ -28,7 +28,7 @@ struct Cli {
     )]
     token_endpoint: String,
     /// Record every outbound attempt in the JetStream stream HOOKYARD_AUDIT (subject
-    /// `hookyard.audit.egress`) on the NATS at --nats-url; best effort, never fails a call.
+    /// `hookyard.audit.egress.<connection>.<event id>`) on the NATS at --nats-url; best effort, never fails a call.
     #[arg(long, env = "HOOKYARD_EGRESS_AUDIT", default_value_t = false)]
     audit: bool,
 }

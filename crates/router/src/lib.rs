@@ -15,9 +15,11 @@
 //!   gRPC listener (which also accepts HTTP/1.1 for Prometheus);
 //! - [`run`]: stream setup, the consumer loop and `grpc.health.v1`.
 //!
-//! It does not own the handlers' work (the worker), the streams' settings
-//! ([`hookyard_core::streams`]) nor the admin API (replay, dead-letter administration), which is
-//! a later issue.
+//! - [`admin`]: the operators' API (events, dead letters, replay, handlers, audit) on its own
+//!   listener, when [`Settings::admin`] is set.
+//!
+//! It does not own the handlers' work (the worker) nor the streams' settings
+//! ([`hookyard_core::streams`]).
 //!
 //! # Delivery guarantees
 //!
@@ -67,6 +69,7 @@
 //! The rest of the file (connections, the handlers' steps) is not the router's; the services
 //! that use it load it at their own start.
 
+pub mod admin;
 mod consume;
 mod metrics;
 mod publish;
@@ -113,6 +116,8 @@ pub struct Settings {
     pub topology: Topology,
     /// Where to reload the integration file from while running; `None` never reloads.
     pub reload: Option<Reload>,
+    /// The admin API's listener and token; `None` serves no admin API.
+    pub admin: Option<admin::Settings>,
 }
 
 /// Reloading the integration file while the router runs (see the crate docs).
@@ -161,10 +166,11 @@ pub enum Error {
 /// shutdown it stops pulling, returns fetched but unstarted messages, and lets in-flight ones
 /// finish (each is bounded by the publish timeout).
 pub async fn run(
-    settings: Settings,
+    mut settings: Settings,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let admin_settings = settings.admin.take();
     let (reporter, health_service) = health::service();
     health::set_serving(&reporter, false).await;
     // The health server stopping for any reason stops the service too, so it is never running
@@ -211,8 +217,19 @@ pub async fn run(
         info!("router stopped");
     };
 
-    let (served, (), ()) = tokio::join!(serve, work, watch);
-    served.map_err(Error::Serve)
+    // The admin API stopping stops the router too, like the health server.
+    let admin = async {
+        let Some(admin) = admin_settings else {
+            return Ok(());
+        };
+        let (nats, topology) = (settings.nats.clone(), settings.topology.clone());
+        let served = admin::serve(admin, nats, topology, table.clone(), stop.clone()).await;
+        stop.cancel();
+        served
+    };
+
+    let (served, (), (), admin) = tokio::join!(serve, work, watch, admin);
+    served.and(admin).map_err(Error::Serve)
 }
 
 /// Creates or updates the streams and the router consumer, retrying with backoff until NATS

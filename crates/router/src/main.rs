@@ -7,12 +7,13 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hookyard_core::{
     Integration,
-    config::SecretScope,
+    config::{Secret, SecretScope},
     service,
     settings::{Common, connect_nats},
     streams::Topology,
 };
 use hookyard_router::Reload;
+use secrecy::SecretString;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +36,18 @@ struct Cli {
         value_parser = humantime::parse_duration
     )]
     reload_interval: Duration,
+    /// Address the admin API (gRPC and JSON over HTTP) listens on, when a token is set.
+    #[arg(
+        long,
+        env = "HOOKYARD_ROUTER_ADMIN_LISTEN",
+        default_value = "127.0.0.1:50060"
+    )]
+    admin_listen: SocketAddr,
+    /// Where the admin API's bearer token is read from: a secret reference,
+    /// `${env:NAME}` or `${file:/run/secrets/name}` (at least 16 printable characters). Without
+    /// it the admin API is not served.
+    #[arg(long, env = "HOOKYARD_ROUTER_ADMIN_TOKEN")]
+    admin_token: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -63,17 +76,49 @@ async fn main() -> ExitCode {
         Ok(integration) => integration,
         Err(code) => return code,
     };
+    let admin_token = match cli.admin_token.as_deref().map(admin_token).transpose() {
+        Ok(token) => token,
+        Err(message) => {
+            eprintln!("error: HOOKYARD_ROUTER_ADMIN_TOKEN (--admin-token): {message}");
+            return ExitCode::from(hookyard_core::settings::EXIT_CONFIG);
+        }
+    };
     hookyard_core::telemetry::init("hookyard-router", cli.common.log_format);
-    service::exit_code("router", serve(cli, integration).await)
+    service::exit_code("router", serve(cli, integration, admin_token).await)
 }
 
-async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
+/// Reads the admin token from its reference and checks it; the message never holds the value.
+fn admin_token(reference: &str) -> Result<SecretString, String> {
+    let secret = Secret::resolve_reference(reference, &|name| std::env::var(name).ok())
+        .map_err(|e| e.to_string())?;
+    let token = SecretString::from(secret.expose().to_owned());
+    hookyard_router::admin::check_token(&token).map_err(|e| e.to_string())?;
+    Ok(token)
+}
+
+async fn serve(
+    cli: Cli,
+    integration: Arc<Integration>,
+    admin_token: Option<SecretString>,
+) -> anyhow::Result<()> {
     let nats = connect_nats(&cli.common.nats_url, "hookyard-router")
         .await
         .context("failed to connect to nats")?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("failed to listen on {}", cli.listen))?;
+    let admin = match admin_token {
+        Some(token) => {
+            let listener = tokio::net::TcpListener::bind(cli.admin_listen)
+                .await
+                .with_context(|| format!("failed to listen on {}", cli.admin_listen))?;
+            Some(hookyard_router::admin::Settings { listener, token })
+        }
+        None => {
+            tracing::info!("no admin token set (HOOKYARD_ROUTER_ADMIN_TOKEN): admin api off");
+            None
+        }
+    };
     let shutdown = hookyard_core::shutdown::on_signal();
     let reload = (!cli.reload_interval.is_zero()).then(|| Reload {
         path: cli.common.config.clone(),
@@ -84,6 +129,7 @@ async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
         nats,
         topology: Topology::new(&cli.common.namespace),
         reload,
+        admin,
     };
     let run = hookyard_router::run(settings, listener, shutdown.clone());
     service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
@@ -102,5 +148,18 @@ mod tests {
         let cli =
             Cli::try_parse_from(["hookyard-router", "--reload-interval", "0s"]).expect("0s parses");
         assert!(cli.reload_interval.is_zero());
+    }
+
+    #[test]
+    fn admin_tokens_must_be_references_and_long_enough() {
+        assert!(admin_token("literal-token-value-long").is_err());
+        assert!(admin_token("${env:HOOKYARD_TEST_SURELY_UNSET_VARIABLE}").is_err());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "short\n").expect("write");
+        let short = admin_token(&format!("${{file:{}}}", path.display()));
+        assert!(short.expect_err("short").contains("16"));
+        std::fs::write(&path, "a-long-enough-admin-token\n").expect("write");
+        assert!(admin_token(&format!("${{file:{}}}", path.display())).is_ok());
     }
 }

@@ -33,6 +33,7 @@ pub(crate) async fn work_items(
             event: Some(event.clone()),
             handler: handler.clone(),
             event_type: event_type.to_owned(),
+            ..Default::default()
         };
         let mut headers = HeaderMap::new();
         headers.insert(

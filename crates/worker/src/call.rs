@@ -69,7 +69,20 @@ pub fn response_meta(response: &CallResponse) -> serde_json::Value {
 /// (`<event id>:<handler>`); later steps append their index, so two calls of one pipeline to
 /// the same partner are not mistaken for retries of each other.
 pub fn step_idempotency_key(event_id: &str, handler: &str, index: usize) -> String {
-    let key = envelope::idempotency_key(event_id, handler);
+    step_key(envelope::idempotency_key(event_id, handler), index)
+}
+
+/// The idempotency key of step `index` of `item`: from the item's own base key when a replay
+/// set one (see `WorkItem.idempotency_key`), else [`step_idempotency_key`].
+pub fn item_idempotency_key(event: &Envelope, item: &WorkItem, index: usize) -> String {
+    if item.idempotency_key.is_empty() {
+        step_idempotency_key(&event.id, &item.handler, index)
+    } else {
+        step_key(item.idempotency_key.clone(), index)
+    }
+}
+
+fn step_key(key: String, index: usize) -> String {
     if index == 0 {
         key
     } else {
@@ -122,8 +135,9 @@ pub fn build(
         path,
         headers,
         body,
-        idempotency_key: step_idempotency_key(&event.id, &item.handler, index),
+        idempotency_key: item_idempotency_key(event, item, index),
         event_id: event.id.clone(),
+        handler: item.handler.clone(),
     })
 }
 
@@ -184,6 +198,7 @@ base_url = "https://erp.example.com"
             event: Some(event.clone()),
             handler: "orders".to_owned(),
             event_type: "order.created".to_owned(),
+            ..Default::default()
         };
         (event, item)
     }
@@ -220,6 +235,20 @@ base_url = "https://erp.example.com"
         assert_eq!(req.method, "POST");
         assert_eq!(req.body, event.body);
         assert_eq!(req.idempotency_key, "evt_1:orders:1");
+    }
+
+    #[test]
+    fn a_replay_with_a_new_key_replaces_the_base_and_keeps_the_step_suffix() {
+        let (event, mut item) = item(r#"{"order":{"id":"o-7"}}"#);
+        item.idempotency_key = "evt_1:orders:rpl_9".to_owned();
+        assert_eq!(item_idempotency_key(&event, &item, 0), "evt_1:orders:rpl_9");
+        assert_eq!(
+            item_idempotency_key(&event, &item, 2),
+            "evt_1:orders:rpl_9:2"
+        );
+        let req = build(&steps()[1], 1, &event, &item, None).expect("builds");
+        assert_eq!(req.idempotency_key, "evt_1:orders:rpl_9:1");
+        assert_eq!(req.handler, "orders");
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub(crate) struct HandlerContext {
     pub topology: Topology,
     pub egress: EgressServiceClient<tonic::transport::Channel>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where the outcome of every delivery is recorded (best effort).
+    pub records: Arc<crate::record::Recorder>,
 }
 
 /// Handles one delivery. When `abort` is cancelled (the shutdown grace ran out) the attempt is
@@ -107,7 +109,10 @@ pub(crate) async fn handle(
         .map(|e| e.id.as_str())
         .unwrap_or_default()
         .to_owned();
-    match verdict(&attempt, delivered, max_deliver, &ctx.handler.backoff) {
+    let verdict = verdict(&attempt, delivered, max_deliver, &ctx.handler.backoff);
+    ctx.records
+        .record(&ctx.name, item.as_ref(), delivered, &attempt, &verdict);
+    match verdict {
         Verdict::Ack => {
             ctx.metrics.delivery(&ctx.name, "handled");
             // One line per handled event: operators (and the compose test) count deliveries per replica.

@@ -9,6 +9,8 @@
 //! - `dispatch`: one delivery — steps, progress acks, ack / NAK-with-delay / dead letter;
 //! - [`call`]: a step's egress request from its expressions, and its idempotency key;
 //! - [`outcome`]: the retry policy as pure functions (what is retryable, which backoff entry).
+//! - `record`: the outcome record of every delivery on `hookyard.audit.worker.…` (stream
+//!   `HOOKYARD_AUDIT`), best effort, for the admin API's view of an event;
 //! - `metrics`: deliveries by outcome and attempt durations per handler, served at
 //!   `GET /metrics` on the gRPC listener (which also accepts HTTP/1.1 for Prometheus);
 //! - [`reply`]: the `reply` step — the answer for the sender of a `sync` source, published on
@@ -56,6 +58,7 @@ mod consume;
 mod dispatch;
 mod metrics;
 pub mod outcome;
+mod record;
 pub mod reply;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
@@ -223,6 +226,11 @@ pub async fn run(
 
     let work = async {
         let js = jetstream::new(settings.nats.clone());
+        let records = Arc::new(record::Recorder::start(
+            js.clone(),
+            settings.topology.clone(),
+            metrics.clone(),
+        ));
         let mut loops = Vec::with_capacity(names.len());
         for name in &names {
             let Some(handler) = settings.integration.handlers.get(name) else {
@@ -240,6 +248,7 @@ pub async fn run(
                 topology: settings.topology.clone(),
                 egress: egress.clone(),
                 metrics: metrics.clone(),
+                records: records.clone(),
             });
             loops.push((consumer, ctx));
         }

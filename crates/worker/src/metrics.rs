@@ -3,6 +3,9 @@
 //! - `hookyard_worker_deliveries_total{handler, outcome}`: deliveries by what became of them:
 //!   `handled` (acked), `retry` (NAKed with delay), `dead_letter`.
 //! - `hookyard_worker_attempt_seconds{handler}`: time to run a handler's steps once.
+//! - `hookyard_worker_outcome_records_dropped_total{reason}`: outcome records (see `record`)
+//!   lost: `queue_full` (more outcomes than the publisher keeps up with) or `not_stored`
+//!   (NATS refused or did not acknowledge them).
 
 use std::sync::Arc;
 
@@ -19,6 +22,11 @@ struct DeliveryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandlerLabels {
     handler: String,
 }
@@ -27,6 +35,7 @@ struct HandlerLabels {
 pub(crate) struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     attempt_seconds: Family<HandlerLabels, Histogram>,
+    records_dropped: Family<DropLabels, Counter>,
 }
 
 impl Metrics {
@@ -47,10 +56,17 @@ impl Metrics {
             "Time to run a handler's steps once",
             attempt_seconds.clone(),
         );
+        let records_dropped = Family::<DropLabels, Counter>::default();
+        registry.register(
+            "hookyard_worker_outcome_records_dropped",
+            "Outcome records lost, by reason",
+            records_dropped.clone(),
+        );
         (
             Arc::new(Self {
                 deliveries,
                 attempt_seconds,
+                records_dropped,
             }),
             Arc::new(registry),
         )
@@ -71,5 +87,11 @@ impl Metrics {
                 handler: handler.to_owned(),
             })
             .observe(seconds);
+    }
+
+    pub(crate) fn outcome_record_dropped(&self, reason: &'static str) {
+        self.records_dropped
+            .get_or_create(&DropLabels { reason })
+            .inc();
     }
 }

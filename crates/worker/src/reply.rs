@@ -91,6 +91,7 @@ body = { jq = '{ price: (.qty * 7), id: $event.id, erp: $event.response.body.ref
             event: Some(event.clone()),
             handler: "quote".into(),
             event_type: String::new(),
+            ..Default::default()
         };
         let partner = hookyard_proto::egress::v1::CallResponse {
             status: 201,

@@ -113,6 +113,14 @@ impl Secret {
         }
     }
 
+    /// Parses a reference (`${env:NAME}`, `${file:/path}`) and resolves it at once, for
+    /// service settings that are secrets (the admin API's token).
+    pub fn resolve_reference(text: &str, env: EnvLookup<'_>) -> Result<Self, SecretError> {
+        let mut secret = Self::try_from(text.to_owned())?;
+        secret.resolve(env)?;
+        Ok(secret)
+    }
+
     pub(crate) fn resolve(&mut self, env: EnvLookup<'_>) -> Result<(), SecretError> {
         let value = match &self.reference {
             SecretRef::Env(name) => {

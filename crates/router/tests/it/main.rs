@@ -72,6 +72,7 @@ impl Router {
                 nats: client.clone(),
                 topology: topology.clone(),
                 reload,
+                admin: None,
             },
             listener,
             shutdown.clone(),

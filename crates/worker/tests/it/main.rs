@@ -230,6 +230,7 @@ async fn publish_work(
         }),
         handler: HANDLER.to_owned(),
         event_type: "order.created".to_owned(),
+        ..Default::default()
     };
     let mut headers = HeaderMap::new();
     headers.insert(NATS_MSG_ID, work_msg_id(id, HANDLER).as_str());

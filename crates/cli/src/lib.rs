@@ -1,0 +1,275 @@
+//! `hookyard`: the command line of hookyard.
+//!
+//! - `hookyard validate FILE` checks an integration file: every problem is printed with its key
+//!   and line, secrets references are resolved against the environment, and the exit code is 1
+//!   when anything is wrong.
+//! - `hookyard dev FILE` runs every service (token, egress, router, worker for all handlers,
+//!   ingress) in one process against a NATS URL, for trying hookyard without containers.
+//!
+//! - `hookyard connection test NAME [METHOD PATH]` sends one request through connection `NAME`
+//!   of a running egress (`--egress`) and prints the status, headers and a body excerpt
+//!   (`connection`).
+//!
+//! - `hookyard events ls|show`, `hookyard tail`, `hookyard dlq ls|show|replay|purge`,
+//!   `hookyard replay`, `hookyard handlers [pause|resume NAME]`, `hookyard audit`: the admin API
+//!   of a running router (`admin`), as tables or `--json`.
+//!
+//! The commands live in this library so a test can build the same program under another name;
+//! `main.rs` only calls [`main`].
+
+mod admin;
+mod connection;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hookyard_core::{Integration, settings, streams::Topology, telemetry};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "hookyard",
+    version,
+    about = "Self-hosted runtime for HTTP integrations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check an integration file and print every problem with its key.
+    Validate {
+        /// The integration file.
+        file: PathBuf,
+    },
+    /// Run every service in one process (for development and trying hookyard out).
+    Dev(Box<Dev>),
+    /// Work with connections (partner APIs).
+    #[command(subcommand)]
+    Connection(connection::Command),
+    #[command(flatten)]
+    Admin(admin::Command),
+}
+
+#[derive(clap::Args)]
+struct Dev {
+    /// The integration file.
+    file: PathBuf,
+    /// NATS server URL.
+    #[arg(
+        long,
+        env = "HOOKYARD_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats_url: String,
+    /// Prefix for stream and subject names (default none).
+    #[arg(long, env = "HOOKYARD_NAMESPACE", default_value = "")]
+    namespace: String,
+    /// Where ingress listens for webhooks.
+    #[arg(
+        long,
+        env = "HOOKYARD_INGRESS_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    ingress_listen: SocketAddr,
+    /// gRPC address of the router (health).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    router_listen: SocketAddr,
+    /// gRPC address of egress.
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    egress_listen: SocketAddr,
+    /// gRPC address of the token service.
+    #[arg(long, default_value = "127.0.0.1:50053")]
+    token_listen: SocketAddr,
+    /// gRPC address of the worker (health).
+    #[arg(long, default_value = "127.0.0.1:50054")]
+    worker_listen: SocketAddr,
+    /// Log format.
+    #[arg(
+        long,
+        env = "HOOKYARD_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
+    log_format: telemetry::LogFormat,
+    /// Token encryption keys (`<version>:<base64 of 32 bytes>`, comma-separated). With them,
+    /// OAuth 2.0 tokens are kept encrypted in NATS KV and the consent page for
+    /// `oauth2_authorization_code` connections is served; without them tokens stay in memory.
+    #[arg(long, env = "HOOKYARD_TOKEN_KEYS", hide_env_values = true)]
+    token_keys: Option<String>,
+    /// Where the consent page listens (with `--token-keys`).
+    #[arg(long, default_value = "127.0.0.1:50055")]
+    consent_listen: SocketAddr,
+}
+
+/// Runs the command line given to the process.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { file } => validate(&file),
+        Command::Connection(command) => connection::run(command),
+        Command::Admin(command) => admin::run(command),
+        Command::Dev(dev) => {
+            let integration = match Integration::load(&dev.file) {
+                Ok(i) => Arc::new(i),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(settings::EXIT_CONFIG);
+                }
+            };
+            telemetry::init("hookyard-dev", dev.log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: failed to start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run_dev(*dev, integration)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn validate(file: &std::path::Path) -> ExitCode {
+    match Integration::load(file) {
+        Ok(i) => {
+            println!(
+                "{}: ok ({} sources, {} routes, {} handlers, {} connections)",
+                file.display(),
+                i.sources.len(),
+                i.routes.len(),
+                i.handlers.len(),
+                i.connections.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) if !e.problems().is_empty() => {
+            for p in e.problems() {
+                eprintln!("{}: {p}", file.display());
+            }
+            eprintln!("{} problem(s) found", e.problems().len());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!(
+                "error: {e}: {}",
+                std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to listen on {addr}"))
+}
+
+async fn run_dev(dev: Dev, integration: Arc<Integration>) -> anyhow::Result<()> {
+    let shutdown = hookyard_core::shutdown::on_signal();
+    let topology = Topology::new(&dev.namespace);
+    let nats = settings::connect_nats(&dev.nats_url, "hookyard-dev")
+        .await
+        .context("failed to connect to nats")?;
+    let token_endpoint = format!("http://{}", dev.token_listen);
+    let egress_endpoint = format!("http://{}", dev.egress_listen);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let token = hookyard_token::Settings {
+        integration: integration.clone(),
+    };
+    let (l, sd) = (bind(dev.token_listen).await?, shutdown.clone());
+    match &dev.token_keys {
+        None => {
+            tasks.spawn(async move { hookyard_token::run(token, l, sd).await.context("token") });
+        }
+        Some(text) => {
+            // The error names the problem, never a key.
+            let keys = hookyard_token::Keys::parse(text).context("invalid HOOKYARD_TOKEN_KEYS")?;
+            let store = hookyard_token::StoreSettings {
+                nats: nats.clone(),
+                topology: topology.clone(),
+                keys: Arc::new(keys),
+                policy: hookyard_token::Policy::default(),
+            };
+            let consent = bind(dev.consent_listen).await?;
+            tracing::info!(address = %dev.consent_listen, "consent page listening");
+            tasks.spawn(async move {
+                hookyard_token::run_with_store(token, store, l, Some(consent), sd)
+                    .await
+                    .context("token")
+            });
+        }
+    }
+
+    let egress = hookyard_egress::Settings {
+        integration: integration.clone(),
+        token_endpoint: Some(token_endpoint),
+    };
+    let (l, sd) = (bind(dev.egress_listen).await?, shutdown.clone());
+    tasks.spawn(async move { hookyard_egress::run(egress, l, sd).await.context("egress") });
+
+    let router = hookyard_router::Settings {
+        integration: integration.clone(),
+        nats: nats.clone(),
+        topology: topology.clone(),
+        reload: Some(hookyard_router::Reload {
+            path: dev.file.clone(),
+            interval: hookyard_router::Reload::DEFAULT_INTERVAL,
+        }),
+        admin: None,
+    };
+    let (l, sd) = (bind(dev.router_listen).await?, shutdown.clone());
+    tasks.spawn(async move { hookyard_router::run(router, l, sd).await.context("router") });
+
+    let worker = hookyard_worker::Settings {
+        integration: integration.clone(),
+        nats: nats.clone(),
+        topology: topology.clone(),
+        handlers: integration.handlers.keys().cloned().collect(),
+        egress_endpoint,
+        shutdown_grace: Duration::from_secs(10),
+    };
+    let (l, sd) = (bind(dev.worker_listen).await?, shutdown.clone());
+    tasks.spawn(async move { hookyard_worker::run(worker, l, sd).await.context("worker") });
+
+    let ingress = hookyard_ingress::Settings::new(integration.clone(), nats, topology);
+    let (l, sd) = (bind(dev.ingress_listen).await?, shutdown.clone());
+    tasks.spawn(async move {
+        hookyard_ingress::run(ingress, l, sd)
+            .await
+            .context("ingress")
+    });
+
+    tracing::info!(ingress = %dev.ingress_listen, "hookyard dev is running; Ctrl-C stops it");
+    stop_all(tasks, &shutdown).await
+}
+
+/// Waits for every service; the first one to fail stops the others.
+async fn stop_all(
+    mut tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        let result = done.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            shutdown.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
