@@ -152,6 +152,8 @@ impl Stack {
         );
         s.publish_timeout = Duration::from_secs(1);
         s.retry_after_secs = 1;
+        s.poll.egress_endpoint = Some(egress_url.clone());
+        s.poll.lease_ttl = Duration::from_secs(2);
         let sd = shutdown.clone();
         tasks.push(spawn(
             "ingress",

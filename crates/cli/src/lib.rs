@@ -13,12 +13,15 @@
 //! - `hookyard events ls|show`, `hookyard tail`, `hookyard dlq ls|show|replay|purge`,
 //!   `hookyard replay`, `hookyard handlers [pause|resume NAME]`, `hookyard audit`: the admin API
 //!   of a running router (`admin`), as tables or `--json`.
+//! - `hookyard poll NAME --dry-run` runs one poll of a polling source through a running egress
+//!   and prints its records, ids, event types and the cursor it would store (`poll`).
 //!
 //! The commands live in this library so a test can build the same program under another name;
 //! `main.rs` only calls [`main`].
 
 mod admin;
 mod connection;
+mod poll;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -51,6 +54,8 @@ enum Command {
     /// Work with connections (partner APIs).
     #[command(subcommand)]
     Connection(connection::Command),
+    /// Run one poll of a polling source and print what it reads, storing nothing.
+    Poll(poll::Poll),
     #[command(flatten)]
     Admin(admin::Command),
 }
@@ -112,6 +117,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Validate { file } => validate(&file),
         Command::Connection(command) => connection::run(command),
+        Command::Poll(args) => poll::run(args),
         Command::Admin(command) => admin::run(command),
         Command::Dev(dev) => {
             let integration = match Integration::load(&dev.file) {
@@ -246,7 +252,8 @@ async fn run_dev(dev: Dev, integration: Arc<Integration>) -> anyhow::Result<()> 
     let (l, sd) = (bind(dev.worker_listen).await?, shutdown.clone());
     tasks.spawn(async move { hookyard_worker::run(worker, l, sd).await.context("worker") });
 
-    let ingress = hookyard_ingress::Settings::new(integration.clone(), nats, topology);
+    let mut ingress = hookyard_ingress::Settings::new(integration.clone(), nats, topology);
+    ingress.poll.egress_endpoint = Some(format!("http://{}", dev.egress_listen));
     let (l, sd) = (bind(dev.ingress_listen).await?, shutdown.clone());
     tasks.spawn(async move {
         hookyard_ingress::run(ingress, l, sd)

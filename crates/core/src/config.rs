@@ -1,7 +1,7 @@
 //! The integration file: one TOML file read by every service, each using its part.
 //!
 //! ```toml
-//! [sources.shop]      # listen endpoints (ingress, router)
+//! [sources.shop]      # listen endpoints and polled partner APIs (ingress, router)
 //! [[routes]]          # event type → handlers (router)
 //! [handlers.orders]   # pipelines of steps (worker)
 //! [connections.erp]   # partner APIs and their auth (egress, token)
@@ -17,6 +17,7 @@ pub mod inbound;
 pub mod model;
 pub mod oauth2;
 pub mod outbound;
+pub mod poll;
 pub mod reply;
 pub mod secret;
 mod validate;
@@ -31,13 +32,14 @@ pub use inbound::{RateLimit, parse_cidr};
 pub use model::*;
 pub use oauth2::{PrivateKeyJwt, SigningAlg};
 pub use outbound::{Breaker, CaMode, ConnectionTls, Retry};
+pub use poll::{CursorFrom, Pagination, Poll, PollBackoff, PollJq, PollValue, PollVars, Schedule};
 pub use reply::{Reply, ReplyMode, ReplyStep};
 pub use secret::{EnvLookup, Secret, SecretError, SecretRef};
 
 /// The whole integration file.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Integration {
-    /// Listen endpoints, by name.
+    /// Listen endpoints and polled partner APIs, by name.
     #[serde(default)]
     pub sources: BTreeMap<String, Source>,
     /// Routes, evaluated in order; every matching route contributes its handlers.

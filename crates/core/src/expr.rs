@@ -78,10 +78,20 @@ pub enum ExprError {
 impl Jq {
     /// Compiles a jq filter with the core, standard and JSON libraries and `$event` in scope.
     pub fn compile(source: &str) -> Result<Self, ExprError> {
+        Self::compile_with_vars(source, &["$event"])
+    }
+
+    /// Compiles a jq filter with the global variables `vars` (each with its `$`) in scope; the
+    /// values given to [`Jq::run_json`] are bound to them in this order.
+    pub fn compile_with_vars(source: &str, vars: &[&str]) -> Result<Self, ExprError> {
         let err = |detail: String| ExprError::Compile {
             filter: source.to_owned(),
             detail,
         };
+        // jaq's parser recurses once per nesting level: a deep enough filter overflows the stack.
+        if nesting(source) > MAX_NESTING {
+            return Err(err(format!("nested more than {MAX_NESTING} levels deep")));
+        }
         let defs = jaq_core::defs()
             .chain(jaq_std::defs())
             .chain(jaq_json::defs());
@@ -99,7 +109,7 @@ impl Jq {
             .map_err(|errs| err(format!("{} parse error(s)", errs.len())))?;
         let filter = jaq_core::Compiler::default()
             .with_funs(funs)
-            .with_global_vars(["$event"])
+            .with_global_vars(vars.iter().copied())
             .compile(modules)
             .map_err(|errs| {
                 let names: Vec<String> = errs
@@ -119,9 +129,21 @@ impl Jq {
         &self.source
     }
 
+    /// Runs the filter on a JSON value, with `vars` bound to the variables it was compiled with
+    /// (see [`Jq::compile_with_vars`]), and returns its first output (`None` when it yields
+    /// nothing).
+    pub fn run_json(
+        &self,
+        input: &serde_json::Value,
+        vars: &[serde_json::Value],
+    ) -> Result<Option<serde_json::Value>, ExprError> {
+        let vars = vars.iter().map(to_val).collect();
+        Ok(self.first(to_val(input), vars)?.map(|v| val_to_json(&v)))
+    }
+
     /// Runs the filter and returns its first output (`None` when it yields nothing).
-    fn first(&self, input: Val, event: Val) -> Result<Option<Val>, ExprError> {
-        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([event]));
+    fn first(&self, input: Val, vars: Vec<Val>) -> Result<Option<Val>, ExprError> {
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new(vars));
         let mut out = self.filter.id.run((ctx, input)).map(unwrap_valr);
         match out.next() {
             None => Ok(None),
@@ -132,6 +154,26 @@ impl Jq {
             }),
         }
     }
+}
+
+/// Deepest nesting of brackets a jq filter may have.
+const MAX_NESTING: usize = 64;
+
+/// The deepest nesting of `(`, `[` and `{` in `source`, counting those inside strings too (an
+/// over-estimate is safe: it only refuses filters that are deep already).
+fn nesting(source: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for b in source.bytes() {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Event data an expression runs on. The body is parsed as JSON at most once, on first use.
@@ -205,7 +247,7 @@ impl Expr {
                 .header(name)
                 .map(|v| String::from_utf8_lossy(v).into_owned())),
             Self::Jq(jq) => {
-                let out = jq.first(input.body()?, input.event())?;
+                let out = jq.first(input.body()?, vec![input.event()])?;
                 Ok(match out.map(|v| val_to_json(&v)) {
                     None | Some(serde_json::Value::Null) => None,
                     Some(serde_json::Value::String(s)) => Some(s),
@@ -221,7 +263,7 @@ impl Expr {
             Self::Literal(s) => Ok(s.as_bytes().to_vec()),
             Self::Header(name) => Ok(input.header(name).map(<[u8]>::to_vec).unwrap_or_default()),
             Self::Jq(jq) => {
-                let out = jq.first(input.body()?, input.event())?;
+                let out = jq.first(input.body()?, vec![input.event()])?;
                 let json = out.map(|v| val_to_json(&v)).unwrap_or_default();
                 Ok(json.to_string().into_bytes())
             }
@@ -354,6 +396,14 @@ mod tests {
             Jq::compile("no_such_function(1)"),
             Err(ExprError::Compile { .. })
         ));
+    }
+
+    #[test]
+    fn deeply_nested_filters_are_refused_not_a_stack_overflow() {
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(Jq::compile(&deep), Err(ExprError::Compile { .. })));
+        let fine = format!("{}1{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+        assert!(Jq::compile(&fine).is_ok());
     }
 
     #[test]

@@ -21,6 +21,10 @@
 //! `hookyard.audit.worker.<handler>.<outcome>.<event id>`, and the router's admin API one record
 //! per replay on `hookyard.audit.replay`; each of them creates or updates the stream. The ids in
 //! those subjects let the admin API find an event's records with a filter instead of a scan.
+//! Ingress, when the integration file has polling sources, creates or updates the
+//! `HOOKYARD_POLL_CURSORS` and `HOOKYARD_POLL_LEASES` buckets and stores each polled record's
+//! event under its own subject `hookyard.in.<source>.<event id>` (see
+//! [`Topology::in_event_subject`]): the long-window dedup of records a later poll reads again.
 //! All of them call the same functions here, so the settings they apply are identical and no
 //! start order is required.
 
@@ -37,6 +41,8 @@ const WORK: &str = "HOOKYARD_WORK";
 const DLQ: &str = "HOOKYARD_DLQ";
 const AUDIT: &str = "HOOKYARD_AUDIT";
 const TOKENS: &str = "HOOKYARD_TOKENS";
+const POLL_CURSORS: &str = "HOOKYARD_POLL_CURSORS";
+const POLL_LEASES: &str = "HOOKYARD_POLL_LEASES";
 /// Subject suffix of the dead-letter entries of events no route matched.
 pub const UNROUTED: &str = "unrouted";
 
@@ -68,6 +74,10 @@ pub struct StreamLimits {
     /// Size cap of the `HOOKYARD_TOKENS` bucket (encrypted OAuth 2.0 tokens, consent states
     /// and refresh locks of the token service).
     pub tokens_max_bytes: i64,
+    /// Size cap of the `HOOKYARD_POLL_CURSORS` bucket (one small record per polling source).
+    pub poll_cursors_max_bytes: i64,
+    /// Size cap of the `HOOKYARD_POLL_LEASES` bucket (one lease per polling source).
+    pub poll_leases_max_bytes: i64,
 }
 
 /// JetStream reserves each stream's `max_bytes` against the server's `max_file_store` (8 GB in
@@ -92,6 +102,8 @@ impl Default for StreamLimits {
             // A record is under 8 KiB and there is one per connection, plus short-lived
             // consent states and locks.
             tokens_max_bytes: 64 * 1024 * 1024,
+            poll_cursors_max_bytes: 16 * 1024 * 1024,
+            poll_leases_max_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -159,6 +171,26 @@ impl Topology {
     pub fn in_subject(&self, source: &str) -> String {
         self.subject(&format!("in.{source}"))
     }
+    /// Subject the event of a polled record is stored under: one subject per event, so the
+    /// stream itself knows, for as long as it keeps the event (`in_max_age`), that the record
+    /// was stored, and refuses it again (`Nats-Expected-Last-Subject-Sequence: 0`) however much
+    /// later a poll reads it again. `event_id` is `evt_` and hex digits, a safe subject token.
+    pub fn in_event_subject(&self, source: &str, event_id: &str) -> String {
+        self.subject(&format!("in.{source}.{event_id}"))
+    }
+    /// Every subject events of `source` are stored under: `hookyard.in.<source>` (webhooks) and
+    /// `hookyard.in.<source>.<event id>` (polled records), for filtering a consumer by source.
+    pub fn in_source_subjects(&self, source: &str) -> [String; 2] {
+        [
+            self.in_subject(source),
+            self.subject(&format!("in.{source}.>")),
+        ]
+    }
+    /// The source of a message in the in stream, from its subject (`None` for another subject).
+    pub fn source_of_in_subject<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        let rest = subject.strip_prefix(&self.in_subject(""))?;
+        rest.split('.').next().filter(|s| !s.is_empty())
+    }
     /// Subject of the work for `handler`.
     pub fn work_subject(&self, handler: &str) -> String {
         self.subject(&format!("work.{handler}"))
@@ -186,6 +218,17 @@ impl Topology {
     /// JSON `{"connection": …, "reason": …}`.
     pub fn token_needs_consent_subject(&self) -> String {
         self.subject("token.needs_consent")
+    }
+    /// KV bucket of ingress's polling sources: the cursor and time of the last successful poll,
+    /// under the source's name.
+    pub fn poll_cursors_bucket(&self) -> String {
+        self.stream(POLL_CURSORS)
+    }
+    /// KV bucket of the pollers' leases: the replica polling a source holds its key, written
+    /// with a TTL and renewed while it polls; when the holder dies the key expires and another
+    /// replica takes it.
+    pub fn poll_leases_bucket(&self) -> String {
+        self.stream(POLL_LEASES)
     }
     /// Stream of egress's audit records, one per outbound attempt.
     pub fn audit_stream(&self) -> String {
@@ -237,24 +280,14 @@ impl Topology {
     pub fn audit_replay_subject(&self) -> String {
         self.subject("audit.replay")
     }
-    /// Filter over `HOOKYARD_IN` selecting the events of `source` (all sources when `None`).
-    /// Today's layout (`hookyard.in.<source>`) has no event id in the subject, so a lookup by
-    /// id filters by the `Hookyard-Event-Id` header as well (see [`Topology::in_filter_has_id`]).
-    pub fn in_filter(&self, source: Option<&str>, event_id: Option<&str>) -> String {
-        let _ = event_id;
+    /// Filters over `HOOKYARD_IN` selecting the events of `source` (all sources when `None`).
+    /// Webhook events carry no id in their subject, so a lookup by id filters by the
+    /// `Hookyard-Event-Id` header as well.
+    pub fn in_filter(&self, source: Option<&str>) -> Vec<String> {
         match source {
-            Some(source) => self.in_subject(source),
-            None => self.subject("in.>"),
+            Some(source) => self.in_source_subjects(source).into(),
+            None => vec![self.subject("in.>")],
         }
-    }
-    /// Whether [`Topology::in_filter`] narrows to one event id by itself.
-    pub fn in_filter_has_id(&self) -> bool {
-        false
-    }
-    /// The source of an event stored under `subject` in `HOOKYARD_IN`.
-    pub fn in_subject_source<'s>(&self, subject: &'s str) -> Option<&'s str> {
-        let source = subject.strip_prefix(&self.subject("in."))?;
-        (!source.is_empty() && !source.contains('.')).then_some(source)
     }
     /// Durable consumer the routers share on the in stream.
     pub fn router_consumer(&self) -> String {
@@ -380,6 +413,56 @@ impl Topology {
         js.create_or_update_key_value(config)
             .await
             .map_err(|source| BucketSetupError { bucket, source })
+    }
+
+    /// Settings of the `HOOKYARD_POLL_CURSORS` bucket: history 1, file storage, no age limit (a
+    /// cursor lives as long as its source).
+    pub fn poll_cursors_config(&self) -> kv::Config {
+        kv::Config {
+            bucket: self.poll_cursors_bucket(),
+            description: "hookyard: cursors of polling sources".to_owned(),
+            history: 1,
+            max_bytes: self.limits.poll_cursors_max_bytes,
+            max_value_size: 64 * 1024,
+            storage: StorageType::File,
+            ..Default::default()
+        }
+    }
+
+    /// Settings of the `HOOKYARD_POLL_LEASES` bucket: history 1, file storage, per-key TTLs (a
+    /// lease nobody renews expires).
+    pub fn poll_leases_config(&self) -> kv::Config {
+        kv::Config {
+            bucket: self.poll_leases_bucket(),
+            description: "hookyard: which replica polls each polling source".to_owned(),
+            history: 1,
+            max_bytes: self.limits.poll_leases_max_bytes,
+            max_value_size: 1024,
+            storage: StorageType::File,
+            limit_markers: Some(Duration::from_secs(60)),
+            ..Default::default()
+        }
+    }
+
+    /// Creates or updates the poll buckets and returns the cursors' and the leases' handles.
+    pub async fn ensure_poll(
+        &self,
+        js: &jetstream::Context,
+    ) -> Result<(kv::Store, kv::Store), BucketSetupError> {
+        let mut stores = Vec::with_capacity(2);
+        for config in [self.poll_cursors_config(), self.poll_leases_config()] {
+            let bucket = config.bucket.clone();
+            let store = js
+                .create_or_update_key_value(config)
+                .await
+                .map_err(|source| BucketSetupError { bucket, source })?;
+            stores.push(store);
+        }
+        let leases = stores.pop();
+        match (stores.pop(), leases) {
+            (Some(cursors), Some(leases)) => Ok((cursors, leases)),
+            _ => unreachable!("two buckets were created"),
+        }
     }
 
     /// Creates or updates the `HOOKYARD_DEDUP` bucket and returns its handle.
@@ -522,12 +605,16 @@ mod tests {
     #[test]
     fn in_subjects_give_back_their_source() {
         let t = Topology::new("t1");
-        assert_eq!(t.in_subject_source(&t.in_subject("shop")), Some("shop"));
-        assert_eq!(t.in_subject_source("t1.hookyard.work.shop"), None);
-        assert_eq!(t.in_filter(None, None), "t1.hookyard.in.>");
+        assert_eq!(t.source_of_in_subject(&t.in_subject("shop")), Some("shop"));
         assert_eq!(
-            t.in_filter(Some("shop"), Some("evt_1")),
-            "t1.hookyard.in.shop"
+            t.source_of_in_subject(&t.in_event_subject("erp", "evt_1")),
+            Some("erp")
+        );
+        assert_eq!(t.source_of_in_subject("t1.hookyard.work.shop"), None);
+        assert_eq!(t.in_filter(None), ["t1.hookyard.in.>"]);
+        assert_eq!(
+            t.in_filter(Some("shop")),
+            ["t1.hookyard.in.shop", "t1.hookyard.in.shop.>"]
         );
     }
 
@@ -544,6 +631,26 @@ mod tests {
         assert!(c.max_bytes > 0);
         // Longer than the stream's own window, or the bucket would add nothing.
         assert!(t.limits.dedup_window > t.limits.duplicate_window);
+    }
+
+    #[test]
+    fn polled_events_have_a_subject_each_under_their_source() {
+        let t = Topology::new("t1");
+        let subject = t.in_event_subject("erp", "evt_0a");
+        assert_eq!(subject, "t1.hookyard.in.erp.evt_0a");
+        assert_eq!(t.source_of_in_subject(&subject), Some("erp"));
+        assert_eq!(t.source_of_in_subject(&t.in_subject("shop")), Some("shop"));
+        assert_eq!(t.source_of_in_subject("t1.hookyard.work.x"), None);
+        assert_eq!(
+            t.in_source_subjects("erp"),
+            [
+                "t1.hookyard.in.erp".to_owned(),
+                "t1.hookyard.in.erp.>".to_owned()
+            ]
+        );
+        assert_eq!(t.poll_cursors_bucket(), "T1_HOOKYARD_POLL_CURSORS");
+        assert_eq!(t.poll_leases_bucket(), "T1_HOOKYARD_POLL_LEASES");
+        assert!(t.poll_leases_config().limit_markers.is_some());
     }
 
     #[test]
@@ -587,6 +694,8 @@ mod reservation {
                 + l.dedup_max_bytes
                 + l.audit_max_bytes
                 + l.tokens_max_bytes
+                + l.poll_cursors_max_bytes
+                + l.poll_leases_max_bytes
                 <= gb * 1_000_000_000
         );
     }

@@ -59,6 +59,22 @@ pub enum Error {
         #[source]
         cause: crate::access::SetupError,
     },
+    /// The integration file has polling sources but ingress has no egress to call them with.
+    #[error(
+        "sources {sources} poll partner APIs through egress, but no egress endpoint is set (HOOKYARD_EGRESS_ENDPOINT)"
+    )]
+    PollWithoutEgress {
+        /// The polling sources, comma-separated.
+        sources: String,
+    },
+    /// The egress endpoint of the polling sources is not a valid URI.
+    #[error("invalid egress endpoint {endpoint:?}")]
+    EgressEndpoint {
+        /// The endpoint given.
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
     /// The HTTP server failed.
     #[error("failed to serve http")]
     Serve(#[source] std::io::Error),
@@ -137,6 +153,8 @@ impl Error {
             | Self::SignatureSetup { .. }
             | Self::HandshakeSetup { .. }
             | Self::AccessSetup { .. }
+            | Self::PollWithoutEgress { .. }
+            | Self::EgressEndpoint { .. }
             | Self::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -160,6 +178,8 @@ impl Error {
             | Self::SignatureSetup { .. }
             | Self::HandshakeSetup { .. }
             | Self::AccessSetup { .. }
+            | Self::PollWithoutEgress { .. }
+            | Self::EgressEndpoint { .. }
             | Self::Serve(_) => "internal",
         }
     }

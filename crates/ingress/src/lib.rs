@@ -30,6 +30,9 @@
 //!   Shopify, Slack, generic HMAC);
 //! - [`handshake`]: verification requests (Slack, WebSub/Meta, Microsoft Graph, Zoom, echo)
 //!   answered by ingress itself, never stored;
+//! - [`poll`]: polling sources — partner APIs without webhooks called through egress on a
+//!   schedule, page by page, each new or changed record stored as one event, one poller per
+//!   source across replicas (started when the file has a source with `poll`);
 //! - [`error`]: the crate's error type and its mapping to HTTP statuses.
 //!
 //! Design choices:
@@ -118,6 +121,7 @@ pub mod handshake;
 mod health;
 mod limits;
 mod metrics;
+pub mod poll;
 pub mod publish;
 mod reply;
 mod routes;
@@ -150,6 +154,8 @@ pub struct Settings {
     /// Group commit: how many events go out in one JetStream batch, how long a batch may wait
     /// for more, how many events may wait (see [`publish::BatchSettings`]).
     pub batch: publish::BatchSettings,
+    /// The polling sources' egress endpoint and lease TTL (see [`poll::PollSettings`]).
+    pub poll: poll::PollSettings,
 }
 
 impl Settings {
@@ -167,6 +173,7 @@ impl Settings {
             retry_after_secs: 5,
             server: ServerLimits::default(),
             batch: publish::BatchSettings::default(),
+            poll: poll::PollSettings::default(),
         }
     }
 }
@@ -181,6 +188,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let sources = routes::sources(&settings.integration)?;
+    let pollers = poll::Poller::all(&settings.integration);
+    let poll_egress = poll::egress_client(&pollers, &settings.poll)?;
+    let poll_metrics = poll::PollMetrics::default();
     let (reporter, grpc_health) = hookyard_core::health::service();
     // The reporter starts out SERVING; nothing is ready until the stream is known to exist.
     hookyard_core::health::set_serving(&reporter, false).await;
@@ -205,15 +215,26 @@ pub async fn run(
     let app = Arc::new(routes::App {
         sources,
         nats: settings.nats.clone(),
-        metrics: metrics::Metrics::new(),
+        metrics: metrics::Metrics::with(|registry| poll_metrics.register(registry)),
         publisher: publish::Publisher::with_batch(
-            settings.nats,
+            settings.nats.clone(),
             settings.publish_timeout,
             settings.batch,
         ),
         dedup,
         topology: settings.topology,
         retry_after_secs: settings.retry_after_secs,
+    });
+    let polling = poll_egress.map(|egress| {
+        let setup = poll::Setup {
+            nats: settings.nats,
+            topology: app.topology.clone(),
+            egress,
+            lease_ttl: settings.poll.lease_ttl,
+            publish_timeout: settings.publish_timeout,
+            metrics: poll_metrics,
+        };
+        tokio::spawn(poll::run(pollers, setup, stop.clone()))
     });
     let router = routes::router(app, readiness, grpc_health);
     let address = listener.local_addr().map_err(Error::Serve)?;
@@ -223,6 +244,11 @@ pub async fn run(
     stop.cancel();
     if keeper.await.is_err() {
         tracing::warn!("readiness task failed");
+    }
+    if let Some(polling) = polling
+        && polling.await.is_err()
+    {
+        tracing::warn!("polling task failed");
     }
     tracing::info!("ingress stopped");
     Ok(())

@@ -39,6 +39,23 @@ struct Cli {
     /// Most events waiting to be stored; beyond it requests get 503 with Retry-After at once.
     #[arg(long, env = "HOOKYARD_INGRESS_PUBLISH_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     publish_queue: u32,
+    /// gRPC endpoint of egress, which polling sources call their partners through (required
+    /// when the integration file has a source with `poll`).
+    #[arg(long = "egress", env = "HOOKYARD_EGRESS_ENDPOINT")]
+    egress: Option<String>,
+    /// How long a replica's lease on a polling source lasts without renewal: when it dies,
+    /// another replica takes the source over within this plus the source's interval.
+    #[arg(long, env = "HOOKYARD_INGRESS_POLL_LEASE_TTL", default_value = "15s", value_parser = parse_lease_ttl)]
+    poll_lease_ttl: Duration,
+}
+
+/// A lease TTL: whole seconds (NATS message TTLs are), at least 2 s so it can be renewed.
+fn parse_lease_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if ttl < Duration::from_secs(2) || ttl.subsec_nanos() != 0 {
+        return Err("must be whole seconds, at least 2s".to_owned());
+    }
+    Ok(ttl)
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +82,19 @@ async fn main() -> ExitCode {
         Ok(integration) => integration,
         Err(code) => return code,
     };
+    let polling: Vec<&str> = integration
+        .sources
+        .iter()
+        .filter(|(_, source)| source.poll.is_some())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !polling.is_empty() && cli.egress.is_none() {
+        eprintln!(
+            "error: sources {} poll partner APIs through egress: set HOOKYARD_EGRESS_ENDPOINT (--egress)",
+            polling.join(", ")
+        );
+        return ExitCode::from(hookyard_core::settings::EXIT_CONFIG);
+    }
     hookyard_core::telemetry::init("hookyard-ingress", cli.common.log_format);
     service::exit_code("ingress", serve(cli, integration).await)
 }
@@ -83,6 +113,10 @@ async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
         max_messages: usize::from(cli.batch_max),
         linger: cli.batch_linger,
         queue: cli.publish_queue as usize,
+    };
+    settings.poll = hookyard_ingress::poll::PollSettings {
+        egress_endpoint: cli.egress.clone(),
+        lease_ttl: cli.poll_lease_ttl,
     };
     settings.server = hookyard_ingress::ServerLimits {
         header_read_timeout: cli.header_read_timeout,

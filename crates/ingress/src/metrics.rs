@@ -36,8 +36,10 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Arc<Self> {
+    /// The metrics, with more registered by `register` (the polling sources').
+    pub(crate) fn with(register: impl FnOnce(&mut Registry)) -> Arc<Self> {
         let mut registry = Registry::default();
+        register(&mut registry);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "hookyard_ingress_requests",

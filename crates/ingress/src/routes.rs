@@ -81,15 +81,19 @@ pub(crate) struct SourceEntry {
 pub(crate) fn sources(integration: &Integration) -> Result<HashMap<String, SourceEntry>, Error> {
     let mut table: HashMap<String, SourceEntry> = HashMap::new();
     for (name, source) in &integration.sources {
+        // A polling source has no endpoint (see `poll`).
+        let Some(path) = &source.path else {
+            continue;
+        };
         let conflict = |other: String| Error::PathConflict {
             source_name: name.clone(),
-            path: source.path.clone(),
+            path: path.clone(),
             other,
         };
-        if health::is_reserved(&source.path) {
+        if health::is_reserved(path) {
             return Err(conflict("ingress's health endpoints".to_owned()));
         }
-        if let Some(other) = table.get(&source.path) {
+        if let Some(other) = table.get(path) {
             return Err(conflict(format!("source {}", other.name)));
         }
         if let Some(handshake) = &source.handshake {
@@ -122,7 +126,7 @@ pub(crate) fn sources(integration: &Integration) -> Result<HashMap<String, Sourc
             .collect::<Vec<_>>()
             .join(", ");
         table.insert(
-            source.path.clone(),
+            path.clone(),
             SourceEntry {
                 name: name.clone(),
                 methods,

@@ -51,10 +51,9 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
         .info()
         .map(|i| (i.delivered, i.stream_sequence))
         .unwrap_or((1, 0));
-    let source = msg
-        .subject
-        .as_str()
-        .strip_prefix(&ctx.topology.in_subject(""))
+    let source = ctx
+        .topology
+        .source_of_in_subject(msg.subject.as_str())
         .unwrap_or_default()
         .to_owned();
     match route_one(ctx, &msg, delivered, sequence).await {
@@ -149,11 +148,9 @@ async fn bad_event(
         .and_then(|h| h.get(NATS_MSG_ID))
         .map(|v| v.as_str().to_owned())
         .unwrap_or_default();
-    let in_prefix = ctx.topology.in_subject("");
-    let source = msg
-        .subject
-        .as_str()
-        .strip_prefix(&in_prefix)
+    let source = ctx
+        .topology
+        .source_of_in_subject(msg.subject.as_str())
         .unwrap_or_default()
         .to_owned();
     let event = decoded.unwrap_or_else(|| Envelope {

@@ -2,9 +2,12 @@
 //! production, and small helpers to wait for conditions.
 //!
 //! Owns: [`Nats`] (start, stop, restart a `nats:<deploy/nats/VERSION>` container with
-//! `deploy/nats/nats-server.conf`), [`wait_for`]. It does not start hookyard services: tests
+//! `deploy/nats/nats-server.conf`), [`wait_for`], and [`lister`], a loopback partner whose list
+//! endpoint pages its records (for polling sources). It does not start hookyard services: tests
 //! start those in-process on port 0 through each service's `run`, so there is one copy of each
 //! service crate in a test binary.
+
+pub mod lister;
 
 use std::{future::Future, time::Duration};
 

@@ -1,6 +1,7 @@
 //! `hookyard validate` and `hookyard connection test`, run as the real binary.
 
 mod connection;
+mod poll;
 
 use std::process::Command;
 

@@ -7,11 +7,20 @@ use serde::{Deserialize, Deserializer};
 use super::{inbound::RateLimit, secret::Secret};
 use crate::expr::Expr;
 
-/// One listen endpoint a partner sends webhooks to.
+/// Where events come from: a listen endpoint a partner sends webhooks to (`path`), or a
+/// partner API ingress polls (`poll`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Source {
-    /// URL path the endpoint listens on, e.g. `/hooks/shop`. Must start with `/`.
-    pub path: String,
+    /// URL path the endpoint listens on, e.g. `/hooks/shop`. Must start with `/`. Required
+    /// unless the source has `poll`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Turns a partner API without webhooks into events: ingress calls it through a connection
+    /// every `every` (or on a cron `schedule`), page by page, and each new or changed record
+    /// becomes one event, e.g. `{ connection = "erp", path = "/v1/orders", every = "30s",
+    /// records = ".data", record_id = ".id" }`. A source has either `path` or `poll`.
+    #[serde(default)]
+    pub poll: Option<super::poll::Poll>,
     /// HTTP methods accepted (default `["POST"]`); others get 405.
     #[serde(default = "default_methods")]
     pub methods: Vec<String>,

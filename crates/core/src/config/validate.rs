@@ -8,7 +8,7 @@ use super::{
     Signature, SourceAuth, Step, content_parts,
 };
 
-const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+pub(super) const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 pub(super) fn push(problems: &mut Vec<Problem>, key: String, message: impl Into<String>) {
     problems.push(Problem {
@@ -36,7 +36,7 @@ fn check_url(problems: &mut Vec<Problem>, key: String, text: &str) {
 }
 
 pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
-    let mut paths: Vec<(&str, &str)> = Vec::new();
+    let mut paths: Vec<(&str, &String)> = Vec::new();
     for (name, source) in &i.sources {
         let key = format!("sources.{name}");
         if !valid_name(name) {
@@ -46,16 +46,29 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
                 "source names may use letters, digits, '-' and '_' (at most 64)",
             );
         }
-        if !source.path.starts_with('/') {
+        if let Some(poll) = &source.poll {
+            check_poll_source(problems, &key, source);
+            super::poll::check(&mut |k, m| push(problems, k, m), &key, poll, &i.connections);
+            continue;
+        }
+        let Some(path) = &source.path else {
+            push(
+                problems,
+                format!("{key}.path"),
+                "is required (or `poll` for a source that polls a partner API)",
+            );
+            continue;
+        };
+        if !path.starts_with('/') {
             push(problems, format!("{key}.path"), "must start with '/'");
-        } else if let Some((other, _)) = paths.iter().find(|(_, p)| *p == source.path) {
+        } else if let Some((other, _)) = paths.iter().find(|(_, p)| *p == path) {
             push(
                 problems,
                 format!("{key}.path"),
                 format!("path already used by source {other}"),
             );
         }
-        paths.push((name, &source.path));
+        paths.push((name, path));
         if source.methods.is_empty() {
             push(
                 problems,
@@ -267,6 +280,38 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
                 );
             }
         }
+    }
+}
+
+/// A polling source has no listen endpoint: the keys that only describe one are refused, so
+/// a misplaced key is not silently ignored.
+fn check_poll_source(problems: &mut Vec<Problem>, key: &str, source: &super::Source) {
+    let listen_only = [
+        ("path", source.path.is_some()),
+        ("auth", !matches!(source.auth, SourceAuth::None)),
+        ("signature", source.signature.is_some()),
+        ("handshake", source.handshake.is_some()),
+        ("dedup_key", source.dedup_key.is_some()),
+        ("rate_limit", source.rate_limit.is_some()),
+        ("allow_ips", !source.allow_ips.is_empty()),
+        ("trusted_proxies", !source.trusted_proxies.is_empty()),
+        ("content_types", !source.content_types.is_empty()),
+    ];
+    for (field, set) in listen_only {
+        if set {
+            push(
+                problems,
+                format!("{key}.{field}"),
+                "applies to a listen endpoint; a source with `poll` has none (its records are deduplicated by `poll.record_id`)",
+            );
+        }
+    }
+    if matches!(source.event_type, Some(crate::expr::Expr::Header(_))) {
+        push(
+            problems,
+            format!("{key}.event_type"),
+            "a polled record has no request headers: use a fixed string or { jq = \"…\" } on the record",
+        );
     }
 }
 

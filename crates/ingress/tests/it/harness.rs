@@ -36,7 +36,8 @@ pub const META: &str = "/hooks/meta";
 
 pub fn integration() -> Integration {
     let source = |path: &str, auth: SourceAuth, dedup_key: Option<Expr>| Source {
-        path: path.to_owned(),
+        path: Some(path.to_owned()),
+        poll: None,
         methods: vec!["POST".to_owned(), "PUT".to_owned()],
         auth,
         max_body_bytes: LIMIT as u64,

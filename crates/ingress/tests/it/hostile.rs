@@ -247,7 +247,7 @@ async fn a_valid_signature_for_one_source_is_refused_by_another() -> anyhow::Res
     let nats = Nats::start().await?;
     let mut integration = harness::integration();
     let mut other = integration.sources["github"].clone();
-    other.path = OTHER_PATH.to_owned();
+    other.path = Some(OTHER_PATH.to_owned());
     other.signature = Some(Signature::Github {
         secrets: vec![Secret::from_value(
             SecretRef::Env("OTHER_SECRET".into()),
@@ -283,7 +283,7 @@ async fn a_non_utf8_body_is_stored_byte_for_byte() -> anyhow::Result<()> {
     let nats = Nats::start().await?;
     let mut integration = harness::integration();
     let mut by_jq = integration.sources["open"].clone();
-    by_jq.path = "/hooks/by-jq".to_owned();
+    by_jq.path = Some("/hooks/by-jq".to_owned());
     by_jq.dedup_key = Some(DedupKey::Expr(Expr::Jq(hookyard_core::expr::Jq::compile(
         ".id",
     )?)));

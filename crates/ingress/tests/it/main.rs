@@ -11,5 +11,6 @@ mod dedup;
 mod handshake;
 mod hostile;
 mod metrics;
+mod polling;
 mod refuse;
 mod signature;

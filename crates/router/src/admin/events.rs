@@ -1,10 +1,11 @@
 //! Events in `HOOKYARD_IN`: listing by time, source and type; one event by id; the tail of what
 //! is being accepted; and the redacted view operators get of an event.
 //!
-//! Finding an event by id: the subject layout may or may not carry the id
-//! ([`hookyard_core::streams::Topology::in_filter`]). When it does not, the `HOOKYARD_DEDUP`
-//! bucket gives the time ingress accepted it, and a headers-only scan from a little before that
-//! time looks for its `Hookyard-Event-Id` header — a bounded window, never the whole stream.
+//! Finding an event by id: a webhook event's subject does not carry its id
+//! ([`hookyard_core::streams::Topology::in_filter`]), so the `HOOKYARD_DEDUP` bucket gives the
+//! time ingress accepted it, and a headers-only scan from a little before that time looks for
+//! its `Hookyard-Event-Id` header — a bounded window, not the whole stream, whenever the bucket
+//! still remembers the id.
 
 use std::time::Duration;
 
@@ -53,7 +54,7 @@ pub(crate) fn stored(ctx: &Context, msg: &jetstream::Message) -> Stored {
         id: header(msg, HEADER_EVENT_ID).unwrap_or_default().to_owned(),
         source: ctx
             .topology
-            .in_subject_source(msg.subject.as_str())
+            .source_of_in_subject(msg.subject.as_str())
             .unwrap_or_default()
             .to_owned(),
         body: msg.payload.to_vec(),
@@ -153,9 +154,9 @@ impl Range {
     ) -> Result<Self, Error> {
         scan::check_range(filter.since_ms, filter.until_ms)?;
         let source = (!filter.source.is_empty()).then_some(filter.source.as_str());
-        let subject = ctx.topology.in_filter(source, None);
+        let subjects = ctx.topology.in_filter(source);
         let stream = ctx.topology.in_stream();
-        let scan = Scan::open(&ctx.js, &stream, vec![subject], start, false).await?;
+        let scan = Scan::open(&ctx.js, &stream, subjects, start, false).await?;
         Ok(Self {
             scan,
             filter: filter.clone(),
@@ -215,12 +216,12 @@ pub(crate) async fn find(ctx: &Context, id: &str) -> Result<Stored, Error> {
     }
     let hint = accepted_at(ctx, id).await;
     let start = match hint {
-        Some(ms) if !ctx.topology.in_filter_has_id() => Start::Time(ms - CLOCK_SKEW_MS),
+        Some(ms) => Start::Time(ms - CLOCK_SKEW_MS),
         _ => Start::All,
     };
-    let subject = ctx.topology.in_filter(None, Some(id));
+    let subjects = ctx.topology.in_filter(None);
     let stream = ctx.topology.in_stream();
-    let mut scan = Scan::open(&ctx.js, &stream, vec![subject], start, true).await?;
+    let mut scan = Scan::open(&ctx.js, &stream, subjects, start, true).await?;
     let mut looked = 0;
     while let Some(msg) = scan.next().await? {
         let (sequence, at) = msg
@@ -330,7 +331,7 @@ async fn open_tail(
         .map_err(|e| Error::nats("read the stream")(e.into()))?;
     stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: ctx.topology.in_filter(source, None),
+            filter_subjects: ctx.topology.in_filter(source),
             deliver_policy: jetstream::consumer::DeliverPolicy::New,
             ..Default::default()
         })
