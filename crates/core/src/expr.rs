@@ -21,6 +21,8 @@ use jaq_core::{
 use jaq_json::Val;
 use serde::Deserialize;
 
+use crate::json;
+
 type Filter = jaq_core::Filter<data::JustLut<Val>>;
 
 /// A value computed from an event.
@@ -52,7 +54,7 @@ pub struct Jq {
 }
 
 /// An expression could not be compiled or evaluated.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ExprError {
     /// The jq filter does not parse or compile.
     #[error("invalid jq filter `{filter}`: {detail}")]
@@ -65,6 +67,9 @@ pub enum ExprError {
     /// The body is not JSON, so a jq filter cannot run on it.
     #[error("the body is not valid JSON: {0}")]
     BodyNotJson(String),
+    /// The body nests deeper than [`crate::json::MAX_DEPTH`], so it is not parsed at all.
+    #[error(transparent)]
+    BodyTooDeep(#[from] crate::json::TooDeep),
     /// The filter failed at run time.
     #[error("jq filter `{filter}` failed: {detail}")]
     Eval {
@@ -181,7 +186,7 @@ pub struct Input<'a> {
     headers: &'a [Header],
     body: &'a [u8],
     event: serde_json::Value,
-    parsed: OnceLock<Result<Val, String>>,
+    parsed: OnceLock<Result<Val, ExprError>>,
 }
 
 impl<'a> Input<'a> {
@@ -216,9 +221,12 @@ impl<'a> Input<'a> {
 
     fn body(&self) -> Result<Val, ExprError> {
         self.parsed
-            .get_or_init(|| jaq_json::read::parse_single(self.body).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                json::check_depth(self.body, json::MAX_DEPTH)?;
+                jaq_json::read::parse_single(self.body)
+                    .map_err(|e| ExprError::BodyNotJson(e.to_string()))
+            })
             .clone()
-            .map_err(ExprError::BodyNotJson)
     }
 
     fn event(&self) -> Val {
@@ -404,6 +412,27 @@ mod tests {
         assert!(matches!(Jq::compile(&deep), Err(ExprError::Compile { .. })));
         let fine = format!("{}1{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
         assert!(Jq::compile(&fine).is_ok());
+    }
+
+    #[test]
+    fn deeply_nested_bodies_are_refused_not_a_stack_overflow() {
+        for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+            let body = format!("{}{}", open.repeat(200_000), close.repeat(200_000));
+            let input = Input::new(&[], body.as_bytes(), serde_json::json!({}));
+            assert_eq!(
+                jq(".").eval_string(&input),
+                Err(ExprError::BodyTooDeep(json::TooDeep {
+                    limit: json::MAX_DEPTH
+                }))
+            );
+        }
+        let fine = format!(
+            "{}1{}",
+            "[".repeat(json::MAX_DEPTH),
+            "]".repeat(json::MAX_DEPTH)
+        );
+        let input = Input::new(&[], fine.as_bytes(), serde_json::json!({}));
+        assert!(jq(".").eval_string(&input).is_ok());
     }
 
     #[test]

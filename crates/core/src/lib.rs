@@ -4,6 +4,7 @@
 //! - [`config`]: the integration file (`sources`, `routes`, `handlers`, `connections`), its
 //!   secret references and its validation;
 //! - [`expr`]: the one expression language for dynamic values (jq through `jaq`, plus short forms);
+//! - [`json`]: the depth bound every untrusted JSON body is measured against before it is parsed;
 //! - [`streams`]: JetStream stream and subject names (the only place they are spelled) and stream setup;
 //! - [`envelope`]: event ids, dedup keys and the NATS header names events carry;
 //! - [`settings`]: service settings shared by every binary (NATS URL, namespace, config path);
@@ -27,6 +28,7 @@ pub mod expr;
 pub mod fault;
 pub mod grpc;
 pub mod health;
+pub mod json;
 pub mod metrics;
 pub mod pull;
 pub mod redact;

@@ -105,6 +105,9 @@ pub enum Error {
     /// The body could not be read (the sender went away or sent a broken encoding).
     #[error("failed to read the request body")]
     BodyRead(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The body nests deeper than any JSON reader here is allowed to go.
+    #[error(transparent)]
+    BodyTooDeep(#[from] hookyard_core::json::TooDeep),
     /// The client address is not in the source's `allow_ips`.
     #[error("client address not allowed")]
     Forbidden,
@@ -142,7 +145,7 @@ impl Error {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) | Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::BodyRead(_) | Self::BodyTooDeep(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -168,6 +171,7 @@ impl Error {
             Self::Signature(reason) => reason.kind(),
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyRead(_) => "bad_body",
+            Self::BodyTooDeep(_) => "body_too_deep",
             Self::Forbidden => "forbidden",
             Self::RateLimited { .. } => "rate_limited",
             Self::UnsupportedMediaType => "unsupported_media_type",

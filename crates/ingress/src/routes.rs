@@ -6,11 +6,12 @@
 //! router panic. A request is refused as early and cheaply as possible: path (404), method
 //! (405), client address (403), rate (429), credentials (401), media type (415), declared
 //! length (413), then the body is read within the limit and the read timeout (413, 408), its
-//! signature checked (401), a repeat of an event accepted within the dedup window answered 202
-//! with its id without publishing (503 if that cannot be checked), and the event is published (503 unless JetStream
-//! acknowledges it). Handshakes (see [`crate::handshake`]) are answered instead: query-string
-//! ones (any `GET`/`POST`) after the address and rate checks, before credentials; body ones after
-//! the signature check; neither is published.
+//! signature checked (401), its nesting bounded (400, see [`hookyard_core::json`]), a repeat of
+//! an event accepted within the dedup window answered 202 with its id without publishing (503
+//! if that cannot be checked), and the event is published (503 unless JetStream acknowledges
+//! it). Handshakes (see [`crate::handshake`]) are answered instead: query-string ones (any
+//! `GET`/`POST`) after the address and rate checks, before credentials; body ones after the
+//! signature check; neither is published.
 
 use std::{
     collections::HashMap,
@@ -255,6 +256,11 @@ async fn accept(app: &App, request: Request) -> Result<(Response, Outcome), Erro
             Error::Signature(reason)
         })?;
     }
+    // Refused before any JSON reader (a handshake's, a dedup key's, the router's) can recurse.
+    hookyard_core::json::check_body(&body).map_err(|e| {
+        tracing::info!(source = %source.name, "request refused: body nested too deeply");
+        Error::from(e)
+    })?;
     if let Some(answer) = handshake::after_verify(source, &body)? {
         return Ok((answer, "handshake"));
     }

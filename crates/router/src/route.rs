@@ -237,6 +237,15 @@ base_url = "https://erp.example.com"
     }
 
     #[test]
+    fn a_body_nested_past_the_limit_is_unrouted_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(500_000), "]".repeat(500_000));
+        assert!(matches!(
+            event_type(&integration(), &event("crm", &[], &deep)),
+            Err(Unrouted::TypeExpression(ExprError::BodyTooDeep(_)))
+        ));
+    }
+
+    #[test]
     fn unknown_source_is_unrouted() {
         assert!(matches!(
             decide(

@@ -253,18 +253,27 @@ base_url = "https://erp.example.com"
 
     #[test]
     fn expression_errors_and_missing_paths_are_errors() {
-        let (event, item) = item("not json");
+        let (event, not_json) = item("not json");
         assert!(matches!(
-            build(&steps()[0], 0, &event, &item, None),
+            build(&steps()[0], 0, &event, &not_json, None),
             Err(BuildError::Expr {
                 source: ExprError::BodyNotJson(_),
                 ..
             })
         ));
-        let (event, item) = item_json();
+        let (event, json) = item_json();
         assert!(matches!(
-            build(&steps()[2], 2, &event, &item, None),
+            build(&steps()[2], 2, &event, &json, None),
             Err(BuildError::NoPath)
+        ));
+        let deep = format!("{}{}", "{\"a\":".repeat(500_000), "}".repeat(500_000));
+        let (event, work) = item(&deep);
+        assert!(matches!(
+            build(&steps()[0], 0, &event, &work, None),
+            Err(BuildError::Expr {
+                source: ExprError::BodyTooDeep(_),
+                ..
+            })
         ));
     }
 

@@ -36,7 +36,7 @@ pub fn websub_source(mut source: Source) -> (String, Source) {
     ("meta".to_owned(), source)
 }
 
-fn slack_headers(body: &str) -> anyhow::Result<[(&'static str, String); 2]> {
+pub fn slack_headers(body: &str) -> anyhow::Result<[(&'static str, String); 2]> {
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let mut mac = Hmac::<Sha256>::new_from_slice(SLACK_SECRET.as_bytes())?;
     mac.update(format!("v0:{timestamp}:{body}").as_bytes());

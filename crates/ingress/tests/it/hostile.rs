@@ -24,7 +24,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::harness::{self, GITHUB, GITHUB_SECRET, OPEN, accepted_id, raw_status};
+use crate::harness::{self, GITHUB, GITHUB_SECRET, OPEN, SLACK, accepted_id, raw_status};
 
 const MIB: usize = 1024 * 1024;
 
@@ -308,6 +308,61 @@ async fn a_non_utf8_body_is_stored_byte_for_byte() -> anyhow::Result<()> {
         assert_eq!(envelope.body, body, "stored as received");
         assert!(envelope.dedup_key.starts_with("sha256:"));
     }
+    ingress.stop().await
+}
+
+/// A body of nothing but nesting, as large as the source accepts, reaches no JSON reader: every
+/// source answers 400 `body_too_deep`, nothing is stored, and the process serves on.
+#[tokio::test]
+async fn a_body_nested_to_the_body_limit_gets_400_at_every_source_and_nothing_stored()
+-> anyhow::Result<()> {
+    let nats = Nats::start().await?;
+    let mut integration = harness::integration();
+    let mut by_jq = integration.sources["open"].clone();
+    by_jq.path = Some("/hooks/by-jq".to_owned());
+    by_jq.dedup_key = Some(DedupKey::Expr(Expr::Jq(hookyard_core::expr::Jq::compile(
+        ".id",
+    )?)));
+    integration.sources.insert("by_jq".to_owned(), by_jq);
+    for source in integration.sources.values_mut() {
+        source.max_body_bytes = MIB as u64;
+    }
+    let paths: Vec<String> = ["open", "by_jq", "slack", "meta"]
+        .iter()
+        .map(|name| {
+            integration.sources[*name]
+                .path
+                .clone()
+                .expect("webhook source")
+        })
+        .collect();
+    let ingress = harness::spawn_serving(nats.client().await?, integration).await?;
+    let levels = MIB / 2 - 16;
+    for body in [
+        format!("{}{}", "[".repeat(levels), "]".repeat(levels)),
+        format!("{}{}", "{\"a\":".repeat(MIB / 10), "}".repeat(MIB / 10)),
+    ] {
+        for path in &paths {
+            let mut request = ingress
+                .http
+                .post(ingress.url(path))
+                .header("content-type", "application/json");
+            if path == SLACK {
+                // Signed, so the refusal is for the nesting and not the signature.
+                for (name, value) in crate::handshake::slack_headers(&body)? {
+                    request = request.header(name, value);
+                }
+            }
+            let answer = request.body(body.clone()).send().await?;
+            assert_eq!(answer.status(), 400, "{path}");
+            let json: serde_json::Value = answer.json().await?;
+            assert_eq!(json["error"], "body_too_deep", "{path}");
+        }
+    }
+    assert_eq!(ingress.stored().await?, 0);
+    let nested_but_fine = format!("{}1{}", "[".repeat(64), "]".repeat(64));
+    accepted_id(ingress.post_open(nested_but_fine.into_bytes()).await?).await?;
+    assert_eq!(ingress.stored().await?, 1);
     ingress.stop().await
 }
 
