@@ -108,6 +108,13 @@ pub enum Error {
     /// The body nests deeper than any JSON reader here is allowed to go.
     #[error(transparent)]
     BodyTooDeep(#[from] hookyard_core::json::TooDeep),
+    /// The header carrying the sender's delivery id is not UTF-8; read lossily, two different
+    /// ids could become one and the second delivery would be dropped as a duplicate.
+    #[error("the {header} header, this source's delivery id, is not valid UTF-8")]
+    DedupKeyNotUtf8 {
+        /// The header's name as configured.
+        header: String,
+    },
     /// The client address is not in the source's `allow_ips`.
     #[error("client address not allowed")]
     Forbidden,
@@ -145,7 +152,9 @@ impl Error {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) | Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyRead(_) | Self::BodyTooDeep(_) => StatusCode::BAD_REQUEST,
+            Self::BodyRead(_) | Self::BodyTooDeep(_) | Self::DedupKeyNotUtf8 { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -172,6 +181,7 @@ impl Error {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyRead(_) => "bad_body",
             Self::BodyTooDeep(_) => "body_too_deep",
+            Self::DedupKeyNotUtf8 { .. } => "bad_delivery_id",
             Self::Forbidden => "forbidden",
             Self::RateLimited { .. } => "rate_limited",
             Self::UnsupportedMediaType => "unsupported_media_type",

@@ -3,14 +3,18 @@
 //! The dedup key is the source's `dedup_key` expression when it yields a non-empty value, else
 //! a hash of the body; the event id follows from (source, dedup key), so a sender's retry gets
 //! the same id and is stored once. The body is parsed as JSON only when the dedup expression is
-//! jq; the event type is left to the router.
+//! jq; the event type is left to the router. A delivery-id header that is not UTF-8 is refused
+//! rather than read lossily: two different ids must never become one.
 
 use bytes::Bytes;
-use hookyard_core::{envelope, expr::Input};
+use hookyard_core::{
+    envelope,
+    expr::{Expr, Input},
+};
 use hookyard_proto::event::v1::{Envelope, Header};
 use http::{HeaderMap, Method, Uri};
 
-use crate::routes::SourceEntry;
+use crate::{Error, routes::SourceEntry};
 
 /// What ingress knows about one request once it is authenticated and its body read.
 pub(crate) struct Received<'a> {
@@ -21,8 +25,8 @@ pub(crate) struct Received<'a> {
     pub received_at_ms: i64,
 }
 
-/// Builds the envelope of an accepted request.
-pub(crate) fn envelope(source: &SourceEntry, request: Received<'_>) -> Envelope {
+/// Builds the envelope of an accepted request; refused when its delivery id is unreadable.
+pub(crate) fn envelope(source: &SourceEntry, request: Received<'_>) -> Result<Envelope, Error> {
     let consumed = source.auth.consumed_header();
     let headers: Vec<Header> = request
         .headers
@@ -34,8 +38,8 @@ pub(crate) fn envelope(source: &SourceEntry, request: Received<'_>) -> Envelope 
             value: value.as_bytes().to_vec(),
         })
         .collect();
-    let dedup_key = dedup_key(source, &headers, &request.body, request.received_at_ms);
-    Envelope {
+    let dedup_key = dedup_key(source, &headers, &request.body, request.received_at_ms)?;
+    Ok(Envelope {
         id: envelope::event_id(&source.name, &dedup_key),
         source: source.name.clone(),
         received_at_ms: request.received_at_ms,
@@ -48,15 +52,29 @@ pub(crate) fn envelope(source: &SourceEntry, request: Received<'_>) -> Envelope 
         headers,
         body: request.body.to_vec(),
         dedup_key,
-    }
+    })
 }
 
-fn dedup_key(source: &SourceEntry, headers: &[Header], body: &[u8], received_at_ms: i64) -> String {
+fn dedup_key(
+    source: &SourceEntry,
+    headers: &[Header],
+    body: &[u8],
+    received_at_ms: i64,
+) -> Result<String, Error> {
     let Some(expr) = &source.dedup_key else {
-        return envelope::body_dedup_key(body);
+        return Ok(envelope::body_dedup_key(body));
     };
+    if let Expr::Header(name) = expr {
+        let value = headers.iter().find(|h| h.name.eq_ignore_ascii_case(name));
+        if value.is_some_and(|h| std::str::from_utf8(&h.value).is_err()) {
+            tracing::info!(source = %source.name, header = %name, "request refused: delivery id not UTF-8");
+            return Err(Error::DedupKeyNotUtf8 {
+                header: name.clone(),
+            });
+        }
+    }
     let event = serde_json::json!({ "source": source.name, "received_at_ms": received_at_ms });
-    match expr.eval_string(&Input::new(headers, body, event)) {
+    Ok(match expr.eval_string(&Input::new(headers, body, event)) {
         Ok(Some(key)) if !key.is_empty() => key,
         Ok(_) => envelope::body_dedup_key(body),
         Err(error) => {
@@ -65,14 +83,14 @@ fn dedup_key(source: &SourceEntry, headers: &[Header], body: &[u8], received_at_
             tracing::warn!(source = %source.name, %error, "dedup key expression failed, using body hash");
             envelope::body_dedup_key(body)
         }
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::Authenticator;
-    use hookyard_core::{config::SourceAuth, expr::Expr};
+    use hookyard_core::config::SourceAuth;
     use http::{HeaderValue, header::AUTHORIZATION};
 
     fn source(dedup_key: Option<Expr>) -> SourceEntry {
@@ -92,6 +110,14 @@ mod tests {
     }
 
     fn build(source: &SourceEntry, headers: &HeaderMap, body: &'static [u8]) -> Envelope {
+        try_build(source, headers, body).expect("accepted")
+    }
+
+    fn try_build(
+        source: &SourceEntry,
+        headers: &HeaderMap,
+        body: &'static [u8],
+    ) -> Result<Envelope, Error> {
         let uri: Uri = "/hooks/shop?a=1&b=2".parse().expect("valid uri");
         envelope(
             source,
@@ -117,6 +143,24 @@ mod tests {
         assert_eq!(a.id, envelope::event_id("shop", "d-1"));
         assert_eq!(a.query, "a=1&b=2");
         assert_eq!(a.path, "/hooks/shop");
+    }
+
+    #[test]
+    fn a_delivery_id_that_is_not_utf8_is_refused_not_merged() {
+        let s = source(Some(Expr::Header("X-Delivery".into())));
+        let mut h = HeaderMap::new();
+        for id in [&b"\xff"[..], b"\xfe", b"d-\xc3\x28"] {
+            h.insert("x-delivery", HeaderValue::from_bytes(id).expect("obs-text"));
+            assert!(matches!(
+                try_build(&s, &h, b"x"),
+                Err(Error::DedupKeyNotUtf8 { header }) if header == "X-Delivery"
+            ));
+        }
+        h.insert(
+            "x-delivery",
+            HeaderValue::from_bytes("d-é".as_bytes()).expect("utf-8"),
+        );
+        assert_eq!(build(&s, &h, b"x").dedup_key, "d-é");
     }
 
     #[test]

@@ -273,7 +273,7 @@ async fn accept(app: &App, request: Request) -> Result<(Response, Outcome), Erro
             body,
             received_at_ms,
         },
-    );
+    )?;
     let unavailable = |cause| {
         tracing::warn!(source = %source.name, event_id = %envelope.id, error = %cause, "event not stored, answering 503");
         Error::Unavailable {

@@ -24,7 +24,9 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::harness::{self, GITHUB, GITHUB_SECRET, OPEN, SLACK, accepted_id, raw_status};
+use crate::harness::{
+    self, GITHUB, GITHUB_SECRET, OPEN, PASSWORD, SHOP, SLACK, USER, accepted_id, raw_status,
+};
 
 const MIB: usize = 1024 * 1024;
 
@@ -363,6 +365,39 @@ async fn a_body_nested_to_the_body_limit_gets_400_at_every_source_and_nothing_st
     let nested_but_fine = format!("{}1{}", "[".repeat(64), "]".repeat(64));
     accepted_id(ingress.post_open(nested_but_fine.into_bytes()).await?).await?;
     assert_eq!(ingress.stored().await?, 1);
+    ingress.stop().await
+}
+
+/// Delivery ids that are not UTF-8 are refused, each of them: read lossily, `\xff` and `\xfe`
+/// would both become `\u{fffd}`, one event id, and the second delivery would be answered 202
+/// and dropped as a duplicate.
+#[tokio::test]
+async fn delivery_ids_that_are_not_utf8_are_refused_never_merged() -> anyhow::Result<()> {
+    let nats = Nats::start().await?;
+    let ingress = harness::spawn(nats.client().await?, std::time::Duration::from_secs(5)).await?;
+    let send = |id: &[u8], body: &'static str| {
+        ingress
+            .http
+            .post(ingress.url(SHOP))
+            .basic_auth(USER, Some(PASSWORD))
+            .header(
+                "X-Delivery-Id",
+                reqwest::header::HeaderValue::from_bytes(id).expect("obs-text is allowed"),
+            )
+            .body(body)
+            .send()
+    };
+    for (id, body) in [(&b"d-\xff"[..], "one"), (b"d-\xfe", "two")] {
+        let answer = send(id, body).await?;
+        assert_eq!(answer.status(), 400);
+        let json: serde_json::Value = answer.json().await?;
+        assert_eq!(json["error"], "bad_delivery_id");
+    }
+    assert_eq!(ingress.stored().await?, 0);
+    let first = accepted_id(send(b"d-1", "one").await?).await?;
+    let second = accepted_id(send("d-é".as_bytes(), "two").await?).await?;
+    assert_ne!(first, second);
+    assert_eq!(ingress.stored().await?, 2);
     ingress.stop().await
 }
 
