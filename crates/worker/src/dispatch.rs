@@ -25,7 +25,8 @@ use tracing::{info, warn};
 use crate::{
     Error, call,
     outcome::{
-        Attempt, Failure, Reason, Verdict, backoff_delay, classify_code, classify_status, verdict,
+        Attempt, Failure, Reason, Verdict, backoff_delay, classify_code, classify_status,
+        partner_refusal, verdict,
     },
     report,
 };
@@ -126,6 +127,7 @@ pub(crate) async fn handle(
                 event_id,
                 attempt = delivered,
                 status = status_of(&attempt),
+                error = error_of(&attempt),
                 retry_in_ms = millis(delay),
                 "partner call failed, retrying"
             );
@@ -139,6 +141,7 @@ pub(crate) async fn handle(
                 attempt = delivered,
                 status = status_of(&attempt),
                 reason = reason.as_str(),
+                error = error_of(&attempt),
                 "dead-lettering event"
             );
             match dead_letter(ctx, &msg, item, reason, attempt, delivered).await {
@@ -166,6 +169,13 @@ fn status_of(attempt: &Attempt) -> u32 {
     match attempt {
         Attempt::Succeeded => 0,
         Attempt::Failed { status, .. } => *status,
+    }
+}
+
+fn error_of(attempt: &Attempt) -> &str {
+    match attempt {
+        Attempt::Succeeded => "",
+        Attempt::Failed { error, .. } => error,
     }
 }
 
@@ -262,11 +272,8 @@ async fn run_steps(ctx: &HandlerContext, item: &WorkItem) -> Attempt {
                 let response = response.into_inner();
                 let status = response.status;
                 if let Some(kind) = classify_status(status) {
-                    return failed(
-                        kind,
-                        status,
-                        format!("step {index}: the partner answered HTTP {status}"),
-                    );
+                    let why = partner_refusal(index, status, &response.body);
+                    return failed(kind, status, why);
                 }
                 previous = Some(call::response_meta(&response));
             }

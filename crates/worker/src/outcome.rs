@@ -65,6 +65,36 @@ impl Reason {
     }
 }
 
+/// Characters of a partner's answer a dead letter keeps.
+const EXCERPT_CHARS: usize = 200;
+
+/// Why a partner's answer failed the attempt: the status and the start of its body, on one line
+/// (control characters escaped, at most [`EXCERPT_CHARS`] of it), so a dead letter says what
+/// the partner objected to without holding its whole answer.
+pub fn partner_refusal(step: usize, status: u32, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return format!("step {step}: the partner answered HTTP {status} with an empty body");
+    }
+    let mut excerpt: String = text
+        .chars()
+        .take(EXCERPT_CHARS)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if text.chars().nth(EXCERPT_CHARS).is_some() {
+        excerpt.push('…');
+    }
+    format!("step {step}: the partner answered HTTP {status}: {excerpt}")
+}
+
 /// How a partner's HTTP status is treated: `None` for success (2xx).
 pub fn classify_status(status: u32) -> Option<Failure> {
     match status {
@@ -128,6 +158,27 @@ pub fn verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partner_refusal_quotes_the_start_of_the_answer_on_one_line() {
+        assert_eq!(
+            partner_refusal(1, 422, br#" {"error":"unknown sku A-1"}"#),
+            r#"step 1: the partner answered HTTP 422: {"error":"unknown sku A-1"}"#
+        );
+        assert_eq!(
+            partner_refusal(0, 500, b"  \n"),
+            "step 0: the partner answered HTTP 500 with an empty body"
+        );
+        let long = partner_refusal(0, 400, "é".repeat(1000).as_bytes());
+        assert!(long.ends_with('…'));
+        assert_eq!(long.chars().filter(|c| *c == 'é').count(), EXCERPT_CHARS);
+        let hostile = partner_refusal(0, 400, b"bad\r\nX-Injected: 1\0\xff");
+        assert!(!hostile.contains('\r') && !hostile.contains('\n') && !hostile.contains('\0'));
+        assert!(
+            hostile.contains("bad\\r\\nX-Injected: 1\\u{0}\u{fffd}"),
+            "{hostile}"
+        );
+    }
 
     fn failed(kind: Failure) -> Attempt {
         Attempt::Failed {

@@ -394,10 +394,10 @@ async fn always_failing_partner_is_dead_lettered_after_max_deliver_attempts() ->
 }
 
 #[tokio::test]
-async fn client_error_is_dead_lettered_after_one_attempt() -> anyhow::Result<()> {
+async fn client_error_is_dead_lettered_after_one_attempt_saying_why() -> anyhow::Result<()> {
     let s = setup().await?;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400))
+        .respond_with(ResponseTemplate::new(400).set_body_string(r#"{"error":"unknown sku A-1"}"#))
         .mount(&s.partner)
         .await;
     let (egress, calls) = start_egress(&s.partner.uri()).await?;
@@ -409,6 +409,10 @@ async fn client_error_is_dead_lettered_after_one_attempt() -> anyhow::Result<()>
     wait_all_acked(&s.js, &s.topology, 1).await?;
 
     assert_eq!(letter.reason, "permanent_failure");
+    assert_eq!(
+        letter.error,
+        r#"step 0: the partner answered HTTP 400: {"error":"unknown sku A-1"}"#
+    );
     assert_eq!(letter.attempts, 1);
     assert_eq!(letter.last_status, 400);
     assert_eq!(calls.len(), 1);
