@@ -3,6 +3,10 @@
 //! capacity (so no message waits in a hidden client buffer, and another replica can take what
 //! this one has no room for), a pause after a failed pull, and handing back what was fetched
 //! but not started when stopped. What a message means, and the drain, are the caller's.
+//!
+//! What arrives after the stop is kept, not NAKed, until the open pull request has ended: a
+//! message NAKed while its request is still open is redelivered straight back into it, and
+//! NAKed again, many times in milliseconds — each time counted as a delivery.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -20,23 +24,33 @@ const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// Pause after a failed pull, so a NATS outage is not a busy loop.
 const PULL_FAILURE_PAUSE: Duration = Duration::from_secs(1);
 
+/// What [`run`] leaves when stopped.
+pub struct Stopped {
+    /// Deliveries still running, for the caller to drain.
+    pub tasks: JoinSet<()>,
+    /// Messages fetched but never started, received until the last pull request ended; the
+    /// caller returns them (see [`nak`]) — no longer into a request of this replica.
+    pub unstarted: Vec<jetstream::Message>,
+}
+
 /// Pulls from `consumer` until `stop` is cancelled, spawning `handle(message)` for each message
-/// with at most `concurrency` running. Then NAKs (without delay) what the open pull request still
-/// delivers and returns the tasks still running, for the caller to drain. `handler` names the
-/// handler in logs (the worker's), if any.
+/// with at most `concurrency` running. Then collects what the open pull request still delivers
+/// until it ends, and returns that with the tasks still running. `handler` names the handler in
+/// logs (the worker's), if any.
 pub async fn run<H, F>(
     consumer: &PullConsumer,
     concurrency: usize,
     stop: &CancellationToken,
     handler: Option<&str>,
     mut handle: H,
-) -> JoinSet<()>
+) -> Stopped
 where
     H: FnMut(jetstream::Message) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
+    let mut unstarted = Vec::new();
     'pull: loop {
         while tasks.try_join_next().is_some() {}
         let first = tokio::select! {
@@ -64,7 +78,7 @@ where
             tokio::select! {
                 biased;
                 () = stop.cancelled() => {
-                    return_unstarted(&mut batch).await;
+                    unstarted = collect_unstarted(&mut batch).await;
                     break 'pull;
                 }
                 next = batch.next() => match next {
@@ -97,7 +111,7 @@ where
             }
         }
     }
-    tasks
+    Stopped { tasks, unstarted }
 }
 
 /// NAKs `msg`, to be redelivered after `delay` (at once with `None`); a failure is logged, and
@@ -115,15 +129,19 @@ async fn pause(stop: &CancellationToken) {
     }
 }
 
-/// NAKs (without delay) what the open pull request still delivers, so another replica takes it
-/// now instead of after the ack wait.
-async fn return_unstarted(batch: &mut jetstream::consumer::pull::Batch) {
+/// What the open pull request still delivers, until it ends (it expires within
+/// [`PULL_EXPIRES`]); bounded by a little more than that should the server not end it.
+async fn collect_unstarted(
+    batch: &mut jetstream::consumer::pull::Batch,
+) -> Vec<jetstream::Message> {
+    let mut unstarted = Vec::new();
     let drain = async {
         while let Some(next) = batch.next().await {
             if let Ok(msg) = next {
-                nak(&msg, None).await;
+                unstarted.push(msg);
             }
         }
     };
     let _ = tokio::time::timeout(PULL_EXPIRES + Duration::from_secs(1), drain).await;
+    unstarted
 }

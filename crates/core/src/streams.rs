@@ -1,9 +1,9 @@
-//! JetStream stream and subject names, and the stream settings DESIGN.md names.
+//! JetStream stream and subject names, and the stream settings (docs/architecture.md).
 //!
 //! Names are spelled here and nowhere else. A [`Topology`] carries an optional namespace so
 //! several isolated hookyards (tests, tenants) can share one NATS: with namespace `t1` the
 //! streams are `T1_HOOKYARD_IN`, … and the subjects `t1.hookyard.in.<source>`, …; without one
-//! they are exactly the names in DESIGN.md.
+//! they are exactly the names in docs/architecture.md.
 //!
 //! Duplicates are absorbed in two layers. Every stream has a `duplicate_window` (2 minutes):
 //! JetStream stores a repeated `Nats-Msg-Id` once, which collapses a publish retried after a
@@ -25,6 +25,8 @@
 //! `HOOKYARD_POLL_CURSORS` and `HOOKYARD_POLL_LEASES` buckets and stores each polled record's
 //! event under its own subject `hookyard.in.<source>.<event id>` (see
 //! [`Topology::in_event_subject`]): the long-window dedup of records a later poll reads again.
+//! Workers keep, in the `HOOKYARD_RETURNS` bucket, how many times each work message was handed
+//! back unstarted at a shutdown, so such deliveries do not spend the handler's `max_deliver`.
 //! All of them call the same functions here, so the settings they apply are identical and no
 //! start order is required.
 
@@ -43,10 +45,11 @@ const AUDIT: &str = "HOOKYARD_AUDIT";
 const TOKENS: &str = "HOOKYARD_TOKENS";
 const POLL_CURSORS: &str = "HOOKYARD_POLL_CURSORS";
 const POLL_LEASES: &str = "HOOKYARD_POLL_LEASES";
+const RETURNS: &str = "HOOKYARD_RETURNS";
 /// Subject suffix of the dead-letter entries of events no route matched.
 pub const UNROUTED: &str = "unrouted";
 
-/// Stream limits. Defaults follow DESIGN.md; tests shrink them to exercise full streams.
+/// Stream limits. Defaults are the documented ones; tests shrink them to exercise full streams.
 #[derive(Debug, Clone)]
 pub struct StreamLimits {
     /// How long accepted events stay replayable in `HOOKYARD_IN` (at least 7 days).
@@ -78,6 +81,9 @@ pub struct StreamLimits {
     pub poll_cursors_max_bytes: i64,
     /// Size cap of the `HOOKYARD_POLL_LEASES` bucket (one lease per polling source).
     pub poll_leases_max_bytes: i64,
+    /// Size cap of the `HOOKYARD_RETURNS` bucket (one small entry per work message a
+    /// shutdown handed back unstarted, until its delivery ends).
+    pub returns_max_bytes: i64,
 }
 
 /// JetStream reserves each stream's `max_bytes` against the server's `max_file_store` (8 GB in
@@ -104,6 +110,7 @@ impl Default for StreamLimits {
             tokens_max_bytes: 64 * 1024 * 1024,
             poll_cursors_max_bytes: 16 * 1024 * 1024,
             poll_leases_max_bytes: 4 * 1024 * 1024,
+            returns_max_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -117,7 +124,7 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// A topology in `namespace` (empty for the plain DESIGN.md names).
+    /// A topology in `namespace` (empty for the plain names).
     pub fn new(namespace: &str) -> Self {
         Self {
             namespace: namespace.to_owned(),
@@ -444,6 +451,45 @@ impl Topology {
         }
     }
 
+    /// KV bucket counting, per work message, the deliveries a shutdown handed back unstarted.
+    pub fn returns_bucket(&self) -> String {
+        self.stream(RETURNS)
+    }
+
+    /// Key of the work message at `sequence` of `HOOKYARD_WORK` for `handler` in
+    /// [`Topology::returns_bucket`].
+    pub fn returns_key(&self, handler: &str, sequence: u64) -> String {
+        format!("{handler}.{sequence}")
+    }
+
+    /// Settings of the `HOOKYARD_RETURNS` bucket: history 1, file storage; an entry outlives
+    /// any work message it counts for (the work queue keeps nothing that long unhandled).
+    pub fn returns_config(&self) -> kv::Config {
+        kv::Config {
+            bucket: self.returns_bucket(),
+            description: "hookyard: deliveries handed back unstarted at a worker's shutdown"
+                .to_owned(),
+            history: 1,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            max_bytes: self.limits.returns_max_bytes,
+            max_value_size: 64,
+            storage: StorageType::File,
+            ..Default::default()
+        }
+    }
+
+    /// Creates or updates the `HOOKYARD_RETURNS` bucket and returns its handle.
+    pub async fn ensure_returns(
+        &self,
+        js: &jetstream::Context,
+    ) -> Result<kv::Store, BucketSetupError> {
+        let config = self.returns_config();
+        let bucket = config.bucket.clone();
+        js.create_or_update_key_value(config)
+            .await
+            .map_err(|source| BucketSetupError { bucket, source })
+    }
+
     /// Creates or updates the poll buckets and returns the cursors' and the leases' handles.
     pub async fn ensure_poll(
         &self,
@@ -696,6 +742,7 @@ mod reservation {
                 + l.tokens_max_bytes
                 + l.poll_cursors_max_bytes
                 + l.poll_leases_max_bytes
+                + l.returns_max_bytes
                 <= gb * 1_000_000_000
         );
     }

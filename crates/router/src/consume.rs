@@ -35,11 +35,17 @@ pub(crate) struct Context {
 /// Pulls and routes until `stop` is cancelled, then returns unstarted messages and waits for
 /// in-flight ones (each finishes within the publish timeout).
 pub(crate) async fn run(consumer: PullConsumer, ctx: Arc<Context>, stop: &CancellationToken) {
-    let mut tasks = pull::run(&consumer, ROUTER_CONCURRENCY, stop, None, |msg| {
+    let pull::Stopped {
+        mut tasks,
+        unstarted,
+    } = pull::run(&consumer, ROUTER_CONCURRENCY, stop, None, |msg| {
         let ctx = ctx.clone();
         async move { handle(&ctx, msg).await }
     })
     .await;
+    for msg in &unstarted {
+        nak(msg, None).await;
+    }
     if !tasks.is_empty() {
         info!(in_flight = tasks.len(), "waiting for in-flight events");
     }

@@ -36,9 +36,10 @@
 //! missing type or a type no route matches is dead-lettered and acknowledged. What is left are
 //! transient failures of the outbound publish (NATS down, a full or missing work stream), and
 //! for those a bounded `max_deliver` would make JetStream silently stop delivering the event —
-//! dropping it — which DESIGN.md's first promise forbids. The price is that an event whose work
-//! item can never be stored (a payload over the server's `max_payload`) is retried forever,
-//! visible as a redelivery count on the consumer; ingress limits body sizes well below it.
+//! dropping it — which the first promise (nothing acknowledged is lost) forbids. The price is
+//! that an event whose work item can never be stored (a payload over the server's
+//! `max_payload`) is retried forever, visible as a redelivery count on the consumer; ingress
+//! limits body sizes well below it.
 //!
 //! # Reloading the integration file
 //!

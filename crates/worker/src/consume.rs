@@ -15,7 +15,8 @@ use crate::dispatch::{self, HandlerContext};
 /// After the grace ran out, how long aborted deliveries get to send their NAK.
 const ABORT_NAK_LIMIT: Duration = Duration::from_secs(5);
 
-/// Pulls and handles until `stop` is cancelled. Then it NAKs what was fetched but not started,
+/// Pulls and handles until `stop` is cancelled. Then it hands back what was fetched but not
+/// started (once the last pull request has ended, see [`crate::returns`]),
 /// lets in-flight deliveries finish within `grace`, and NAKs those still running after it.
 pub(crate) async fn run(
     consumer: PullConsumer,
@@ -25,7 +26,7 @@ pub(crate) async fn run(
 ) {
     let concurrency = ctx.handler.concurrency.max(1);
     let abort = CancellationToken::new();
-    let tasks = pull::run(
+    let pull::Stopped { tasks, unstarted } = pull::run(
         &consumer,
         concurrency,
         stop,
@@ -37,6 +38,9 @@ pub(crate) async fn run(
         },
     )
     .await;
+    for msg in &unstarted {
+        crate::returns::hand_back(&ctx, msg).await;
+    }
     drain(&ctx.name, tasks, grace, &abort).await;
 }
 

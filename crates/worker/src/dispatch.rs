@@ -51,6 +51,8 @@ pub(crate) struct HandlerContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where the outcome of every delivery is recorded (best effort).
     pub records: Arc<crate::record::Recorder>,
+    /// The `HOOKYARD_RETURNS` bucket (see [`crate::returns`]).
+    pub returns: async_nats::jetstream::kv::Store,
 }
 
 /// Handles one delivery. When `abort` is cancelled (the shutdown grace ran out) the attempt is
@@ -60,11 +62,14 @@ pub(crate) async fn handle(
     msg: jetstream::Message,
     abort: &CancellationToken,
 ) {
-    let delivered = msg
+    let deliveries = msg
         .info()
         .map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX))
         .unwrap_or(1)
         .max(1);
+    // The attempt this delivery is: deliveries handed back unstarted at a shutdown do not count.
+    let returned = crate::returns::returned(ctx, &msg, deliveries).await;
+    let delivered = deliveries - returned;
     let max_deliver = ctx.handler.max_deliver;
     let (attempt, item) = match WorkItem::decode(msg.payload.as_ref()) {
         Err(e) => (
@@ -83,8 +88,8 @@ pub(crate) async fn handle(
             ),
             Some(item),
         ),
-        // The worker that had the last allowed delivery stopped without an outcome; the consumer's
-        // headroom above max_deliver exists so this delivery can dead-letter the item.
+        // The worker that had the last allowed attempt stopped without an outcome (crashed,
+        // killed, or its grace ran out): dead-lettered now, without calling the partner again.
         Ok(item) if delivered > max_deliver => (
             failed(
                 Failure::Retryable,
@@ -115,6 +120,9 @@ pub(crate) async fn handle(
         .record(&ctx.name, item.as_ref(), delivered, &attempt, &verdict);
     match verdict {
         Verdict::Ack => {
+            if returned > 0 {
+                crate::returns::forget(ctx, &msg).await;
+            }
             ctx.metrics.delivery(&ctx.name, "handled");
             // One line per handled event: operators (and the compose test) count deliveries per replica.
             info!(handler = %ctx.name, event_id, attempt = delivered, "event handled");
@@ -145,7 +153,12 @@ pub(crate) async fn handle(
                 "dead-lettering event"
             );
             match dead_letter(ctx, &msg, item, reason, attempt, delivered).await {
-                Ok(()) => ack(ctx, &msg).await,
+                Ok(()) => {
+                    if returned > 0 {
+                        crate::returns::forget(ctx, &msg).await;
+                    }
+                    ack(ctx, &msg).await;
+                }
                 Err(error) => {
                     // Never lost: it stays in the work queue and comes back to be dead-lettered.
                     let delay = backoff_delay(&ctx.handler.backoff, delivered);

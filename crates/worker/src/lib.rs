@@ -35,21 +35,21 @@
 //! - Every call carries the idempotency key `<event id>:<handler>` (later steps of a pipeline
 //!   append `:<step index>`), so a retry after a lost answer is recognisable by the partner.
 //!
-//! # Why the consumer's `max_deliver` is the handler's plus [`MAX_DELIVER_HEADROOM`]
+//! # Why the consumer has no `max_deliver` of its own
 //!
-//! The worker itself decides when to give up: on the handler's `max_deliver`-th delivery a
+//! The worker itself decides when to give up: on the handler's `max_deliver`-th attempt a
 //! retryable failure is dead-lettered. If the worker dies during that last attempt (crash,
-//! OOM kill, grace exceeded), JetStream redelivers after the ack wait; a consumer limit equal to
-//! the handler's would instead stop delivering and leave the item stranded in the work queue with
-//! no dead letter. The headroom gives such redeliveries (and failed dead-letter publishes) a few
-//! more chances: a delivery past the handler's limit is dead-lettered without calling the
-//! partner again. Keeping a server-side bound at all stops an item that crashes the worker every
-//! time from looping forever; past it JetStream keeps the item in the stream and emits a
-//! `MAX_DELIVERIES` advisory.
+//! OOM kill, grace exceeded), JetStream redelivers after the ack wait, and that delivery is
+//! dead-lettered without calling the partner again; an item that crashes the worker every time
+//! is dead-lettered the same way once its deliveries pass the limit. A server-side limit would
+//! instead stop delivering and leave the item in the work queue with no dead letter and no log
+//! line. Deliveries a shutdown handed back unstarted are not attempts (see [`returns`]).
 //!
 //! # Shutdown
 //!
-//! On cancel: no new pulls; messages fetched but not started are NAKed at once; in-flight ones
+//! On cancel: no new pulls; messages fetched but not started are kept until the open pull
+//! request has ended, then counted as returned and NAKed (never into a request of this
+//! replica, which would redeliver them straight back, each time a delivery); in-flight ones
 //! finish within `shutdown_grace`; those still running after it are NAKed (returned) and their
 //! calls dropped — the idempotency key covers the call that may still reach the partner.
 
@@ -60,6 +60,7 @@ mod metrics;
 pub mod outcome;
 mod record;
 pub mod reply;
+mod returns;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
@@ -75,9 +76,6 @@ use hookyard_proto::egress::v1::egress_service_client::EgressServiceClient;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-
-/// Deliveries the handler consumer allows beyond the handler's `max_deliver` (see crate docs).
-pub const MAX_DELIVER_HEADROOM: i64 = 3;
 
 /// What the worker needs to run.
 pub struct Settings {
@@ -118,6 +116,9 @@ pub enum Error {
     /// A stream could not be created or updated (retried at start).
     #[error("failed to set up streams")]
     Streams(#[source] StreamSetupError),
+    /// The `HOOKYARD_RETURNS` bucket could not be created or updated (retried at start).
+    #[error("failed to set up the returns bucket")]
+    Bucket(#[source] hookyard_core::streams::BucketSetupError),
     /// A handler consumer could not be created or updated (retried at start).
     #[error("failed to create or update consumer {consumer}")]
     Consumer {
@@ -179,7 +180,8 @@ pub fn consumer_config(
         filter_subject: topology.work_subject(name),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: handler.ack_wait,
-        max_deliver: i64::from(handler.max_deliver) + MAX_DELIVER_HEADROOM,
+        // Unlimited: the worker dead-letters past the handler's max_deliver (see crate docs).
+        max_deliver: -1,
         deliver_policy: jetstream::consumer::DeliverPolicy::All,
         ..Default::default()
     }
@@ -224,45 +226,47 @@ pub async fn run(
         served
     };
 
-    let work = async {
-        let js = jetstream::new(settings.nats.clone());
-        let records = Arc::new(record::Recorder::start(
-            js.clone(),
-            settings.topology.clone(),
-            metrics.clone(),
-        ));
-        let mut loops = Vec::with_capacity(names.len());
-        for name in &names {
-            let Some(handler) = settings.integration.handlers.get(name) else {
-                continue;
-            };
-            let Some(consumer) = setup(&js, &settings.topology, name, handler, &stop).await else {
-                return;
-            };
-            let ctx = Arc::new(dispatch::HandlerContext {
-                name: name.clone(),
-                handler: handler.clone(),
-                integration: settings.integration.clone(),
-                js: js.clone(),
-                nats: js.client(),
-                topology: settings.topology.clone(),
-                egress: egress.clone(),
-                metrics: metrics.clone(),
-                records: records.clone(),
-            });
-            loops.push((consumer, ctx));
-        }
-        health::set_serving(&reporter, true).await;
-        info!(handlers = ?names, "worker started");
-        futures::future::join_all(
-            loops
-                .into_iter()
-                .map(|(consumer, ctx)| consume::run(consumer, ctx, &stop, settings.shutdown_grace)),
-        )
-        .await;
-        health::set_serving(&reporter, false).await;
-        info!("worker stopped");
-    };
+    let work =
+        async {
+            let js = jetstream::new(settings.nats.clone());
+            let records = Arc::new(record::Recorder::start(
+                js.clone(),
+                settings.topology.clone(),
+                metrics.clone(),
+            ));
+            let mut loops = Vec::with_capacity(names.len());
+            for name in &names {
+                let Some(handler) = settings.integration.handlers.get(name) else {
+                    continue;
+                };
+                let Some((consumer, returns)) =
+                    setup(&js, &settings.topology, name, handler, &stop).await
+                else {
+                    return;
+                };
+                let ctx = Arc::new(dispatch::HandlerContext {
+                    name: name.clone(),
+                    handler: handler.clone(),
+                    integration: settings.integration.clone(),
+                    js: js.clone(),
+                    nats: js.client(),
+                    topology: settings.topology.clone(),
+                    egress: egress.clone(),
+                    metrics: metrics.clone(),
+                    records: records.clone(),
+                    returns,
+                });
+                loops.push((consumer, ctx));
+            }
+            health::set_serving(&reporter, true).await;
+            info!(handlers = ?names, "worker started");
+            futures::future::join_all(loops.into_iter().map(|(consumer, ctx)| {
+                consume::run(consumer, ctx, &stop, settings.shutdown_grace)
+            }))
+            .await;
+            health::set_serving(&reporter, false).await;
+            info!("worker stopped");
+        };
 
     let (served, ()) = tokio::join!(serve, work);
     served.map_err(Error::Serve)
@@ -276,7 +280,7 @@ async fn setup(
     name: &str,
     handler: &Handler,
     stop: &CancellationToken,
-) -> Option<PullConsumer> {
+) -> Option<(PullConsumer, jetstream::kv::Store)> {
     retry::until_ok(
         stop,
         || try_setup(js, topology, name, handler),
@@ -292,21 +296,24 @@ async fn try_setup(
     topology: &Topology,
     name: &str,
     handler: &Handler,
-) -> Result<PullConsumer, Error> {
+) -> Result<(PullConsumer, jetstream::kv::Store), Error> {
     topology
         .ensure_work_and_dlq(js)
         .await
         .map_err(Error::Streams)?;
-    // Create or update, so changed handler settings (ack wait, max deliver) apply on restart.
-    js.create_consumer_on_stream(
-        consumer_config(topology, name, handler),
-        topology.work_stream(),
-    )
-    .await
-    .map_err(|source| Error::Consumer {
-        consumer: topology.handler_consumer(name),
-        source,
-    })
+    let returns = topology.ensure_returns(js).await.map_err(Error::Bucket)?;
+    // Create or update, so changed handler settings (ack wait) apply on restart.
+    let consumer = js
+        .create_consumer_on_stream(
+            consumer_config(topology, name, handler),
+            topology.work_stream(),
+        )
+        .await
+        .map_err(|source| Error::Consumer {
+            consumer: topology.handler_consumer(name),
+            source,
+        })?;
+    Ok((consumer, returns))
 }
 
 #[cfg(test)]
@@ -352,11 +359,11 @@ base_url = "https://erp.example.com"
     }
 
     #[test]
-    fn consumer_has_headroom_over_max_deliver_and_the_handlers_ack_wait() {
+    fn consumer_leaves_max_deliver_to_the_worker_and_has_the_handlers_ack_wait() {
         let i = integration();
         let t = Topology::new("t");
         let c = consumer_config(&t, "orders", &i.handlers["orders"]);
-        assert_eq!(c.max_deliver, 4 + MAX_DELIVER_HEADROOM);
+        assert_eq!(c.max_deliver, -1);
         assert_eq!(c.ack_wait, Duration::from_secs(12));
         assert_eq!(c.filter_subject, "t.hookyard.work.orders");
         assert_eq!(c.durable_name.as_deref(), Some("handler-orders"));

@@ -36,6 +36,8 @@ use wiremock::{
     matchers::{method, path},
 };
 
+mod rolling;
+
 const LIMIT: Duration = Duration::from_secs(30);
 const HANDLER: &str = "orders";
 
