@@ -100,10 +100,13 @@ pub(crate) async fn perform(
     let mut last: Option<Result<Answer, Error>> = None;
     let mut attempt = 0;
     loop {
-        if !connection.manners.breaker.admit() {
+        if let Err(retry_after) = connection.manners.breaker.admit() {
             return match last {
                 Some(outcome) => outcome.map(|answer| answer.into_response(attempt)),
-                None => Err(Error::CircuitOpen(connection.name.clone())),
+                None => Err(Error::CircuitOpen {
+                    connection: connection.name.clone(),
+                    retry_after,
+                }),
             };
         }
         let permit = connection.manners.wait_turn().await;

@@ -4,6 +4,7 @@
 //! carries its API key in it), a header value, a body or a token; reqwest errors are stored
 //! without their URL.
 
+use hookyard_core::fault::{self, Class, Wait, WaitReason};
 use tonic::Code;
 
 /// An egress failure.
@@ -102,8 +103,13 @@ pub enum Error {
         source: reqwest::Error,
     },
     /// The connection's circuit breaker is open: its partner failed repeatedly just now.
-    #[error("circuit breaker of connection {0} is open")]
-    CircuitOpen(String),
+    #[error("circuit breaker of connection {connection} is open")]
+    CircuitOpen {
+        /// Connection name.
+        connection: String,
+        /// How long until the breaker lets a probe through.
+        retry_after: std::time::Duration,
+    },
     /// A connection's `allow_private` holds something that is not an address or CIDR block.
     #[error("allow_private of connection {0} holds an invalid range")]
     AllowPrivate(String),
@@ -137,7 +143,7 @@ impl Error {
             | Self::ReservedQueryParameter(_) => Code::InvalidArgument,
             Self::Refused(_) => Code::PermissionDenied,
             Self::Timeout { .. } => Code::DeadlineExceeded,
-            Self::Unreachable { .. } | Self::UnusableToken(_) | Self::CircuitOpen(_) => {
+            Self::Unreachable { .. } | Self::UnusableToken(_) | Self::CircuitOpen { .. } => {
                 Code::Unavailable
             }
             Self::ResponseTooLarge { .. } => Code::ResourceExhausted,
@@ -196,8 +202,38 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Why the caller must wait rather than spend an attempt: no call to the partner was
+    /// possible for a reason outside the request (see [`hookyard_core::fault`]).
+    pub fn wait(&self) -> Option<Wait> {
+        let wait = |reason, retry_after| {
+            Some(Wait {
+                reason,
+                retry_after,
+            })
+        };
+        match self {
+            Self::CircuitOpen { retry_after, .. } => {
+                wait(WaitReason::BreakerOpen, Some(*retry_after))
+            }
+            // Egress may not have read the file that added the connection yet.
+            Self::UnknownConnection(_) => wait(WaitReason::UnknownConnection, None),
+            Self::Token { status, .. } => match fault::classify(status) {
+                Class::Wait(w) => Some(w),
+                // The token service failing or unreachable: no attempt was made either.
+                Class::Retryable => wait(WaitReason::TokenUnavailable, None),
+                Class::Permanent => None,
+            },
+            _ => None,
+        }
+    }
+}
+
 impl From<&Error> for tonic::Status {
     fn from(error: &Error) -> Self {
-        tonic::Status::new(error.code(), error.to_string())
+        match error.wait() {
+            Some(w) => fault::wait_status(error.code(), error.to_string(), w.reason, w.retry_after),
+            None => tonic::Status::new(error.code(), error.to_string()),
+        }
     }
 }

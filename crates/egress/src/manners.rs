@@ -96,21 +96,24 @@ impl Breaker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether an attempt may be made now.
-    pub(crate) fn admit(&self) -> bool {
+    /// Whether an attempt may be made now: `Err` with how long until the breaker lets a probe
+    /// through when it is open.
+    pub(crate) fn admit(&self) -> Result<(), Duration> {
         if self.threshold == 0 {
-            return true;
+            return Ok(());
         }
         let mut state = self.state();
         let now = Instant::now();
         match *state {
-            State::Closed { .. } => true,
-            State::Open { until } | State::HalfOpen { since: until } if now < until => false,
+            State::Closed { .. } => Ok(()),
+            State::Open { until } | State::HalfOpen { since: until } if now < until => {
+                Err(until - now)
+            }
             State::Open { .. } | State::HalfOpen { .. } => {
                 *state = State::HalfOpen {
                     since: now + self.cool_down,
                 };
-                true
+                Ok(())
             }
         }
     }
@@ -155,24 +158,30 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn opens_after_consecutive_failures_and_probes_after_the_cool_down() {
         let breaker = Breaker::new(3, Duration::from_secs(10));
-        assert!(breaker.admit());
+        assert!(breaker.admit().is_ok());
         breaker.record(false);
         breaker.record(false);
         breaker.record(true);
         breaker.record(false);
         breaker.record(false);
-        assert!(breaker.admit(), "a success in between resets the count");
+        assert!(
+            breaker.admit().is_ok(),
+            "a success in between resets the count"
+        );
         assert!(breaker.record(false), "third consecutive failure opens");
-        assert!(!breaker.admit());
+        assert!(breaker.admit().is_err());
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(breaker.admit(), "one probe after the cool-down");
-        assert!(!breaker.admit(), "only one probe at a time");
+        assert!(breaker.admit().is_ok(), "one probe after the cool-down");
+        assert!(breaker.admit().is_err(), "only one probe at a time");
         assert!(breaker.record(false), "a failed probe opens again");
-        assert!(!breaker.admit());
+        assert!(breaker.admit().is_err());
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(breaker.admit());
+        assert!(breaker.admit().is_ok());
         breaker.record(true);
-        assert!(breaker.admit() && breaker.admit(), "a good probe closes");
+        assert!(
+            breaker.admit().is_ok() && breaker.admit().is_ok(),
+            "a good probe closes"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -180,9 +189,9 @@ mod tests {
         let breaker = Breaker::new(1, Duration::from_secs(5));
         breaker.record(false);
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(breaker.admit());
+        assert!(breaker.admit().is_ok());
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(breaker.admit());
+        assert!(breaker.admit().is_ok());
     }
 
     #[test]
@@ -191,6 +200,6 @@ mod tests {
         for _ in 0..10 {
             assert!(!breaker.record(false));
         }
-        assert!(breaker.admit());
+        assert!(breaker.admit().is_ok());
     }
 }

@@ -174,6 +174,15 @@ impl Error {
 
 impl From<&Error> for tonic::Status {
     fn from(error: &Error) -> Self {
-        tonic::Status::new(error.code(), error.to_string())
+        match error {
+            // The call can succeed once a person consents: callers wait rather than give up.
+            Error::NeedsConsent(_) => hookyard_core::fault::wait_status(
+                error.code(),
+                error.to_string(),
+                hookyard_core::fault::WaitReason::NeedsConsent,
+                None,
+            ),
+            _ => tonic::Status::new(error.code(), error.to_string()),
+        }
     }
 }

@@ -39,7 +39,7 @@ pub(crate) async fn run(
     )
     .await;
     for msg in &unstarted {
-        crate::returns::hand_back(&ctx, msg).await;
+        crate::returns::hand_back(&ctx, msg, None).await;
     }
     drain(&ctx.name, tasks, grace, &abort).await;
 }

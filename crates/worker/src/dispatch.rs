@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use crate::{
     Error, call,
     outcome::{
-        Attempt, Failure, Reason, Verdict, backoff_delay, classify_code, classify_status,
+        Attempt, Failure, Reason, Verdict, backoff_delay, classify_rpc, classify_status,
         partner_refusal, verdict,
     },
     report,
@@ -140,6 +140,19 @@ pub(crate) async fn handle(
                 "partner call failed, retrying"
             );
             nak(&msg, Some(delay)).await;
+        }
+        Verdict::Wait { delay, reason } => {
+            ctx.metrics.delivery(&ctx.name, "wait");
+            info!(
+                handler = %ctx.name,
+                event_id,
+                attempt = delivered,
+                wait = reason.label(),
+                error = error_of(&attempt),
+                retry_in_ms = millis(delay),
+                "no partner call possible, waiting without spending a retry"
+            );
+            crate::returns::hand_back(ctx, &msg, Some(delay)).await;
         }
         Verdict::DeadLetter(reason) => {
             ctx.metrics.delivery(&ctx.name, "dead_letter");
@@ -292,7 +305,7 @@ async fn run_steps(ctx: &HandlerContext, item: &WorkItem) -> Attempt {
             }
             Err(status) => {
                 return failed(
-                    classify_code(status.code()),
+                    classify_rpc(&status),
                     0,
                     format!(
                         "step {index}: egress call failed ({:?}): {}",

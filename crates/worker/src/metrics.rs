@@ -1,7 +1,8 @@
 //! The worker's Prometheus metrics, served at `GET /metrics` on its gRPC listener.
 //!
 //! - `hookyard_worker_deliveries_total{handler, outcome}`: deliveries by what became of them:
-//!   `handled` (acked), `retry` (NAKed with delay), `dead_letter`.
+//!   `handled` (acked), `retry` (NAKed with delay), `wait` (NAKed with delay without spending
+//!   an attempt: no partner call was possible), `dead_letter`.
 //! - `hookyard_worker_attempt_seconds{handler}`: time to run a handler's steps once.
 //! - `hookyard_worker_outcome_records_dropped_total{reason}`: outcome records (see `record`)
 //!   lost: `queue_full` (more outcomes than the publisher keeps up with) or `not_stored`

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use hookyard_core::fault::{self, Class, Wait, WaitReason};
+
 /// How a failed attempt is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -14,6 +16,19 @@ pub enum Failure {
     Permanent,
     /// The work message itself cannot be read: dead-lettered at once.
     BadEvent,
+    /// No call to the partner was possible (its breaker is open, egress or the token service
+    /// unreachable, consent missing): retried after the wait, without spending a delivery.
+    Wait(Wait),
+}
+
+impl From<Class> for Failure {
+    fn from(class: Class) -> Self {
+        match class {
+            Class::Retryable => Self::Retryable,
+            Class::Permanent => Self::Permanent,
+            Class::Wait(wait) => Self::Wait(wait),
+        }
+    }
 }
 
 /// The result of one attempt at a work item.
@@ -41,6 +56,13 @@ pub enum Verdict {
     Retry(Duration),
     /// Publish a dead letter with this reason, then acknowledge it.
     DeadLetter(Reason),
+    /// NAK it with this delay, the delivery not counted as an attempt (see [`Failure::Wait`]).
+    Wait {
+        /// When to try again.
+        delay: Duration,
+        /// Why no attempt was possible.
+        reason: WaitReason,
+    },
 }
 
 /// Machine-readable dead-letter reason, as stored in `DeadLetter.reason`.
@@ -97,30 +119,32 @@ pub fn partner_refusal(step: usize, status: u32, body: &[u8]) -> String {
 
 /// How a partner's HTTP status is treated: `None` for success (2xx).
 pub fn classify_status(status: u32) -> Option<Failure> {
-    match status {
-        200..=299 => None,
-        408 | 425 | 429 | 500..=599 => Some(Failure::Retryable),
-        _ => Some(Failure::Permanent),
-    }
+    fault::classify_http(status).map(Failure::from)
 }
 
 /// How a failed egress RPC is treated. A partner's HTTP error is a successful RPC; a failed RPC
-/// means no response was obtained (retryable) or the request is wrong (permanent).
-pub fn classify_code(code: tonic::Code) -> Failure {
-    use tonic::Code;
-    match code {
-        Code::NotFound
-        | Code::InvalidArgument
-        | Code::FailedPrecondition
-        | Code::PermissionDenied
-        | Code::Unauthenticated
-        | Code::Unimplemented
-        | Code::OutOfRange
-        | Code::AlreadyExists => Failure::Permanent,
-        // Unavailable, DeadlineExceeded, ResourceExhausted, Aborted, Internal, Unknown, and
-        // Cancelled / DataLoss: no answer from the partner, so another attempt may get one.
-        _ => Failure::Retryable,
-    }
+/// means no response was obtained (retryable), the request is wrong (permanent), or no call
+/// was possible (a wait), as [`hookyard_core::fault`] says.
+pub fn classify_rpc(status: &tonic::Status) -> Failure {
+    fault::classify(status).into()
+}
+
+/// Shortest and longest wait between tries when no call was possible.
+const WAIT_BOUNDS: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(600));
+
+/// How long to wait before trying again when no call was possible: what the refusing side
+/// said, else a default for the reason — long for a person's consent, short for a service
+/// that is restarting.
+pub fn wait_delay(wait: Wait) -> Duration {
+    let default = match wait.reason {
+        WaitReason::NeedsConsent => Duration::from_secs(60),
+        WaitReason::UnknownConnection => Duration::from_secs(10),
+        WaitReason::BreakerOpen | WaitReason::TokenUnavailable => Duration::from_secs(5),
+        WaitReason::ServiceUnavailable => Duration::from_secs(2),
+    };
+    wait.retry_after
+        .unwrap_or(default)
+        .clamp(WAIT_BOUNDS.0, WAIT_BOUNDS.1)
 }
 
 /// Delay before the redelivery that follows delivery number `delivered` (1-based): the
@@ -151,6 +175,10 @@ pub fn verdict(
             Failure::Retryable => Verdict::DeadLetter(Reason::RetriesExhausted),
             Failure::Permanent => Verdict::DeadLetter(Reason::PermanentFailure),
             Failure::BadEvent => Verdict::DeadLetter(Reason::BadEvent),
+            Failure::Wait(wait) => Verdict::Wait {
+                delay: wait_delay(*wait),
+                reason: wait.reason,
+            },
         },
     }
 }
@@ -206,31 +234,77 @@ mod tests {
     }
 
     #[test]
-    fn grpc_codes_are_classified() {
-        use tonic::Code;
+    fn grpc_codes_are_classified_and_waits_are_not_attempts() {
+        use tonic::{Code, Status};
         for retry in [
-            Code::Unavailable,
             Code::DeadlineExceeded,
             Code::ResourceExhausted,
-            Code::Aborted,
             Code::Internal,
-            Code::Unknown,
-            Code::Cancelled,
         ] {
-            assert_eq!(classify_code(retry), Failure::Retryable, "{retry:?}");
+            assert_eq!(
+                classify_rpc(&Status::new(retry, "x")),
+                Failure::Retryable,
+                "{retry:?}"
+            );
         }
         for permanent in [
             Code::NotFound,
             Code::InvalidArgument,
-            Code::FailedPrecondition,
             Code::PermissionDenied,
         ] {
             assert_eq!(
-                classify_code(permanent),
+                classify_rpc(&Status::new(permanent, "x")),
                 Failure::Permanent,
                 "{permanent:?}"
             );
         }
+        let open = fault::wait_status(
+            Code::Unavailable,
+            "circuit breaker of connection erp is open",
+            WaitReason::BreakerOpen,
+            Some(Duration::from_secs(7)),
+        );
+        let wait = Wait {
+            reason: WaitReason::BreakerOpen,
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(classify_rpc(&open), Failure::Wait(wait));
+        let b = [Duration::from_millis(100)];
+        // Even on the last allowed delivery a wait is not the end of the retries.
+        assert_eq!(
+            verdict(&failed(Failure::Wait(wait)), 3, 3, &b),
+            Verdict::Wait {
+                delay: Duration::from_secs(7),
+                reason: WaitReason::BreakerOpen
+            }
+        );
+    }
+
+    #[test]
+    fn waits_without_a_time_use_the_reasons_default_within_bounds() {
+        let wait = |reason, retry_after| Wait {
+            reason,
+            retry_after,
+        };
+        assert_eq!(
+            wait_delay(wait(WaitReason::NeedsConsent, None)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            wait_delay(wait(WaitReason::ServiceUnavailable, None)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            wait_delay(wait(WaitReason::BreakerOpen, Some(Duration::ZERO))),
+            WAIT_BOUNDS.0
+        );
+        assert_eq!(
+            wait_delay(wait(
+                WaitReason::BreakerOpen,
+                Some(Duration::from_secs(86_400))
+            )),
+            WAIT_BOUNDS.1
+        );
     }
 
     #[test]

@@ -105,6 +105,12 @@ fn outcome(
             u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         ),
         Verdict::DeadLetter(reason) => (Outcome::DeadLetter, reason.as_str(), 0),
+        // A retry that spent no attempt: the reason says why none was possible.
+        Verdict::Wait { delay, reason } => (
+            Outcome::Retry,
+            reason.label(),
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        ),
     };
     let mut record = DeliveryOutcome {
         event_id: item

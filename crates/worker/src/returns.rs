@@ -1,12 +1,15 @@
-//! Deliveries a shutdown handed back unstarted, counted per work message in the
-//! `HOOKYARD_RETURNS` bucket, so they do not spend the handler's `max_deliver`.
+//! Deliveries that made no attempt — handed back unstarted at a shutdown, or waiting because no
+//! partner call was possible (an open breaker, egress unreachable, consent missing) — counted
+//! per work message in the `HOOKYARD_RETURNS` bucket, so they do not spend the handler's
+//! `max_deliver`.
 //!
 //! JetStream counts every delivery, including the ones a stopping worker received after it
 //! stopped pulling and returns without an attempt. Without this count a message that happened
 //! to arrive during a few rolling restarts would reach its last allowed delivery having never
-//! been tried, and be dead-lettered without a partner call. The entry is written only at a
-//! shutdown and read only on a redelivery, so a normal delivery costs nothing; it is removed
-//! when the message's delivery ends.
+//! been tried, and be dead-lettered without a partner call; and a three-second partner outage
+//! behind an open breaker would dead-letter whatever arrived meanwhile. The entry is written only
+//! for such deliveries and read only on a redelivery, so a normal delivery costs nothing; it is
+//! removed when the message's delivery ends.
 
 use async_nats::jetstream::{self, kv};
 use hookyard_core::pull::nak;
@@ -27,9 +30,14 @@ async fn read(store: &kv::Store, key: &str) -> Result<u32, kv::EntryError> {
         .unwrap_or(0))
 }
 
-/// Counts one more unstarted delivery of `msg`, then returns it to the stream for another
-/// replica. A failed count is logged: the delivery is then counted against the handler.
-pub(crate) async fn hand_back(ctx: &HandlerContext, msg: &jetstream::Message) {
+/// Counts one more delivery of `msg` that made no attempt, then returns it to the stream, to be
+/// redelivered after `delay` (at once with `None`). A failed count is logged: the delivery then
+/// counts against the handler.
+pub(crate) async fn hand_back(
+    ctx: &HandlerContext,
+    msg: &jetstream::Message,
+    delay: Option<std::time::Duration>,
+) {
     if let Some(key) = key(ctx, msg) {
         let counted = async {
             let returned = read(&ctx.returns, &key).await.map_err(|e| report(&e))?;
@@ -43,7 +51,7 @@ pub(crate) async fn hand_back(ctx: &HandlerContext, msg: &jetstream::Message) {
             warn!(handler = %ctx.name, %error, "failed to count a returned delivery; it will count as an attempt");
         }
     }
-    nak(msg, None).await;
+    nak(msg, delay).await;
 }
 
 /// Deliveries of `msg` that were handed back unstarted (0 on its first delivery, with nothing

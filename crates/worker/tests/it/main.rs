@@ -109,6 +109,14 @@ impl EgressService for TestEgress {
 /// Starts a stand-in egress forwarding to `partner`; returns its endpoint and its call log.
 async fn start_egress(partner: &str) -> anyhow::Result<(String, Calls)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    serve_egress(listener, partner)
+}
+
+/// Serves a stand-in egress on `listener`.
+fn serve_egress(
+    listener: tokio::net::TcpListener,
+    partner: &str,
+) -> anyhow::Result<(String, Calls)> {
     let endpoint = format!("http://{}", listener.local_addr()?);
     let calls = Calls::default();
     let service = TestEgress {
@@ -418,6 +426,43 @@ async fn client_error_is_dead_lettered_after_one_attempt_saying_why() -> anyhow:
     assert_eq!(letter.attempts, 1);
     assert_eq!(letter.last_status, 400);
     assert_eq!(calls.len(), 1);
+    worker.stop().await
+}
+
+/// Egress unreachable for longer than the handler's deliveries would last: every delivery
+/// finds nobody to call, none of them is an attempt, and everything is delivered once egress is
+/// up — nothing dead-lettered.
+#[tokio::test]
+async fn egress_unreachable_spends_no_delivery_and_dead_letters_nothing() -> anyhow::Result<()> {
+    let s = setup().await?;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&s.partner)
+        .await;
+    // An address nothing listens on yet; egress will start on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let config = integration(&s.partner.uri(), "max_deliver = 2\nbackoff = [\"100ms\"]")?;
+    let worker = Worker::start(&s.nats, &s.topology, config, &endpoint, LIMIT).await?;
+    let events = 5;
+    for n in 0..events {
+        publish_work(&s.js, &s.topology, &format!("evt_down{n}")).await?;
+    }
+    // Every event delivered more often than max_deliver allows attempts, while egress is down.
+    wait_for(LIMIT, "deliveries past max_deliver", || async {
+        handler_consumer(&s.js, &s.topology)
+            .await
+            .is_ok_and(|i| i.delivered.consumer_sequence >= events * 3)
+    })
+    .await?;
+    assert!(stored(&s.js, &s.topology.dlq_stream()).await?.is_empty());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let (_, calls) = serve_egress(listener, &s.partner.uri())?;
+    wait_all_acked(&s.js, &s.topology, events).await?;
+    assert!(stored(&s.js, &s.topology.dlq_stream()).await?.is_empty());
+    assert_eq!(calls.len() as u64, events, "one call per event");
     worker.stop().await
 }
 
