@@ -83,8 +83,9 @@ impl Source {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "scheme", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Signature {
-    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`): HMAC-SHA256
-    /// `v1` signatures with `whsec_…` secrets and ed25519 `v1a` signatures with `whpk_…` keys.
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`, or Svix's
+    /// `svix-id`, `svix-timestamp`, `svix-signature`): HMAC-SHA256 `v1` signatures with
+    /// `whsec_…` secrets and ed25519 `v1a` signatures with `whpk_…` keys.
     StandardWebhooks {
         /// Secrets (`whsec_<base64>`) and public keys (`whpk_<base64>`), as secret references.
         secrets: Vec<Secret>,
