@@ -9,6 +9,11 @@
 //!
 //! jq filters are compiled when the file is loaded, so a syntax error fails at start and names
 //! the key; they run on the raw body bytes parsed once per event.
+//!
+//! An `http` step's `path` is a [`path::PathExpr`]: the same forms, with the values a jq
+//! template interpolates encoded as one path segment or query component.
+
+pub mod path;
 
 use std::sync::{Arc, OnceLock};
 

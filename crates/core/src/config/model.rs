@@ -345,8 +345,14 @@ pub struct HttpStep {
     /// HTTP method (default `POST`).
     #[serde(default = "default_method")]
     pub method: String,
-    /// Path (and query) appended to the connection's `base_url`: a string or an expression.
-    pub path: Expr,
+    /// Path (and query) appended to the connection's `base_url`: a string, or a jq string
+    /// template such as `"/v1/orders/\(.order.id)"` whose interpolated values are
+    /// percent-encoded as one path segment (after the template's `?`: as a query component).
+    pub path: crate::expr::path::PathExpr,
+    /// Insert interpolated `path` values as they are, for values that are paths themselves
+    /// (default `false`: each value is encoded). Dot segments are refused either way.
+    #[serde(default)]
+    pub path_raw: bool,
     /// Extra request headers, each a string or an expression.
     #[serde(default)]
     pub headers: BTreeMap<String, Expr>,
