@@ -14,6 +14,7 @@ mod delivery;
 mod fanout;
 mod once;
 mod operate;
+mod outbound;
 mod poll;
 mod refusals;
 mod reply;

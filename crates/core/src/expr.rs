@@ -9,6 +9,11 @@
 //!
 //! jq filters are compiled when the file is loaded, so a syntax error fails at start and names
 //! the key; they run on the raw body bytes parsed once per event.
+//!
+//! An `http` step's `path` is a [`path::PathExpr`]: the same forms, with the values a jq
+//! template interpolates encoded as one path segment or query component.
+
+pub mod path;
 
 use std::sync::{Arc, OnceLock};
 
@@ -32,6 +37,9 @@ pub enum Expr {
     Literal(String),
     /// The value of a request header (case-insensitive name).
     Header(String),
+    /// The value of the first of these headers that is present (a provider preset for senders
+    /// that use either of two names; not written in the integration file).
+    FirstHeader(Vec<String>),
     /// A jq filter on the JSON body.
     Jq(Jq),
 }
@@ -41,6 +49,7 @@ impl std::fmt::Debug for Expr {
         match self {
             Self::Literal(s) => write!(f, "Literal({s:?})"),
             Self::Header(h) => write!(f, "Header({h:?})"),
+            Self::FirstHeader(hs) => write!(f, "FirstHeader({hs:?})"),
             Self::Jq(jq) => write!(f, "Jq({:?})", jq.source),
         }
     }
@@ -219,6 +228,10 @@ impl<'a> Input<'a> {
             .map(|h| h.value.as_slice())
     }
 
+    fn first_header(&self, names: &[String]) -> Option<&[u8]> {
+        names.iter().find_map(|name| self.header(name))
+    }
+
     fn body(&self) -> Result<Val, ExprError> {
         self.parsed
             .get_or_init(|| {
@@ -254,6 +267,9 @@ impl Expr {
             Self::Header(name) => Ok(input
                 .header(name)
                 .map(|v| String::from_utf8_lossy(v).into_owned())),
+            Self::FirstHeader(names) => Ok(input
+                .first_header(names)
+                .map(|v| String::from_utf8_lossy(v).into_owned())),
             Self::Jq(jq) => {
                 let out = jq.first(input.body()?, vec![input.event()])?;
                 Ok(match out.map(|v| val_to_json(&v)) {
@@ -270,6 +286,10 @@ impl Expr {
         match self {
             Self::Literal(s) => Ok(s.as_bytes().to_vec()),
             Self::Header(name) => Ok(input.header(name).map(<[u8]>::to_vec).unwrap_or_default()),
+            Self::FirstHeader(names) => Ok(input
+                .first_header(names)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default()),
             Self::Jq(jq) => {
                 let out = jq.first(input.body()?, vec![input.event()])?;
                 let json = out.map(|v| val_to_json(&v)).unwrap_or_default();
@@ -364,6 +384,22 @@ mod tests {
             Expr::Header("missing".to_owned()).eval_string(&input),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn first_header_takes_the_first_name_present() {
+        let headers = [hdr("svix-id", "msg_s"), hdr("webhook-id", "msg_w")];
+        let input = Input::new(&headers, b"", serde_json::json!({}));
+        let names = |ns: &[&str]| Expr::FirstHeader(ns.iter().map(|n| (*n).to_owned()).collect());
+        assert_eq!(
+            names(&["Webhook-Id", "svix-id"]).eval_string(&input),
+            Ok(Some("msg_w".to_owned()))
+        );
+        assert_eq!(
+            names(&["x-none", "svix-id"]).eval_string(&input),
+            Ok(Some("msg_s".to_owned()))
+        );
+        assert_eq!(names(&["x-none"]).eval_string(&input), Ok(None));
     }
 
     #[test]

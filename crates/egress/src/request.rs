@@ -83,7 +83,10 @@ fn method(text: &str) -> Result<Method, Error> {
 }
 
 /// Appends `path` (and its query) to the base URL's path; refuses anything that could change
-/// the scheme, host, port or user info.
+/// the scheme, host, port or user info, leave the base URL's path, or add a query or fragment
+/// other than the one `path` writes after its `?`. Dot segments are refused rather than
+/// resolved, also percent-encoded (`%2e%2e`) or behind an encoded `/`, since a partner that
+/// decodes before resolving would climb out of the base path.
 fn join(base: &Url, path: &str) -> Result<Url, Error> {
     if !path.starts_with('/') {
         return Err(Error::Path("must start with '/'"));
@@ -101,6 +104,12 @@ fn join(base: &Url, path: &str) -> Result<Url, Error> {
     }
     if path.contains('#') {
         return Err(Error::Path("must not contain a fragment"));
+    }
+    if !percent_escapes_are_valid(path) {
+        return Err(Error::Path("'%' must start a percent-encoded byte"));
+    }
+    if hookyard_core::expr::path::has_dot_segment(path) {
+        return Err(Error::Path("must not contain '.' or '..' segments"));
     }
     let (path, query) = match path.split_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -124,11 +133,35 @@ fn join(base: &Url, path: &str) -> Result<Url, Error> {
         && url.port_or_known_default() == base.port_or_known_default()
         && url.username() == base.username()
         && url.password() == base.password();
-    if same_origin {
-        Ok(url)
-    } else {
-        Err(Error::Path("must not change the connection's host"))
+    if !same_origin {
+        return Err(Error::Path("must not change the connection's host"));
     }
+    if !under_base_path(base, &url) {
+        return Err(Error::Path("must stay under the connection's base path"));
+    }
+    if url.query().is_some() != query.is_some() || url.fragment().is_some() {
+        return Err(Error::Path("must not add a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// The URL's path is the base path or goes on from it at a `/`.
+fn under_base_path(base: &Url, url: &Url) -> bool {
+    let prefix = base.path().trim_end_matches('/');
+    url.path()
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Every `%` is followed by two hex digits.
+fn percent_escapes_are_valid(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 fn caller_headers(call: &CallRequest, auth: &Auth) -> Result<HeaderMap, Error> {
@@ -214,11 +247,61 @@ mod tests {
     }
 
     #[test]
-    fn dot_segments_stay_on_the_host() {
+    fn dot_segments_are_refused_in_every_spelling() {
+        for path in [
+            "/../x",
+            "/a/..",
+            "/a/.",
+            "/./a",
+            "/a/%2e%2e/x",
+            "/a/%2E%2E",
+            "/a/%2E./x",
+            "/a/.%2e",
+            "/a/..%2Fx",
+            "/a/%2e%2e%2fx",
+            "/a/..%5Cx",
+            "/a/..\\x",
+            "/a/%2e%2e?x=1",
+        ] {
+            assert!(
+                matches!(joined("https://api.example/v1", path), Err(Error::Path(_))),
+                "{path:?}"
+            );
+        }
+        // Dots inside a segment, and dot segments in the query, are data.
         assert_eq!(
-            joined("https://api.example/v1", "/../x").expect("joined"),
-            "https://api.example/x"
+            joined("https://api.example/v1", "/a..b/%2e%2ex?p=../..").expect("joined"),
+            "https://api.example/v1/a..b/%2e%2ex?p=../.."
         );
+    }
+
+    #[test]
+    fn the_base_path_is_a_prefix_on_a_segment_boundary() {
+        let base = Url::parse("https://api.example/v1").expect("base");
+        let joined = |p: &str| Url::parse(p).expect("url");
+        assert!(under_base_path(&base, &joined("https://api.example/v1")));
+        assert!(under_base_path(&base, &joined("https://api.example/v1/o")));
+        assert!(!under_base_path(
+            &base,
+            &joined("https://api.example/v10/o")
+        ));
+        assert!(!under_base_path(&base, &joined("https://api.example/x")));
+        let root = Url::parse("https://api.example").expect("base");
+        assert!(under_base_path(
+            &root,
+            &joined("https://api.example/anything")
+        ));
+    }
+
+    #[test]
+    fn broken_percent_escapes_are_refused() {
+        for path in ["/a%", "/a%2", "/a%zz", "/a%2g?x"] {
+            assert!(
+                matches!(joined("https://api.example", path), Err(Error::Path(_))),
+                "{path:?}"
+            );
+        }
+        assert!(percent_escapes_are_valid("/a%2Fb%c3%A9?q=%25"));
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("failed to serve http")]
     Serve(#[source] std::io::Error),
+    /// The request breaks an HTTP/1 framing rule (`Host`, `Transfer-Encoding`).
+    #[error("bad request: {0}")]
+    Framing(#[source] crate::framing::FramingError),
     /// No source listens on the request's path.
     #[error("no source listens on this path")]
     NotFound,
@@ -148,6 +151,7 @@ impl Error {
     /// The HTTP status the error is answered with: the one mapping from errors to statuses.
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::Framing(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) | Self::Signature(_) => StatusCode::UNAUTHORIZED,
@@ -174,6 +178,7 @@ impl Error {
     /// Short machine-readable kind, the `error` field of the JSON body.
     pub fn kind(&self) -> &'static str {
         match self {
+            Self::Framing(_) => "bad_framing",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized(_) => "unauthorized",

@@ -22,6 +22,7 @@
 //! - `batch`: group commit, the one task publishing waiting events as atomic JetStream batches;
 //! - `health`: readiness, the background task creating the stream and bucket, health endpoints;
 //! - `routes`: the router and the webhook handler;
+//! - [`framing`]: the HTTP/1 `Host` and `Transfer-Encoding` rules, answered 400 before routing;
 //! - `reply`: the answer to an accepted event — the source's templated `reply`, or in `sync`
 //!   mode the handler's reply received on `hookyard.reply.<event id>` within the deadline;
 //! - `serve`: the accept loop with the header read timeout and header size limit;
@@ -117,6 +118,7 @@ mod body;
 mod dedup;
 pub mod error;
 mod event;
+pub mod framing;
 pub mod handshake;
 mod health;
 mod limits;

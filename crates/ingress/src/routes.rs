@@ -1,5 +1,6 @@
 //! The HTTP surface: health endpoints, gRPC health, and one webhook handler that looks the
-//! request's path up in the table of sources.
+//! request's path up in the table of sources. Every request first passes the HTTP/1 framing
+//! rules of [`crate::framing`] (400).
 //!
 //! Sources are matched by exact path in a table rather than registered as axum routes, so a
 //! configured path is never read as axum route syntax (`{id}`, `*rest`) and cannot make the
@@ -187,6 +188,10 @@ where
         .route(METRICS_PATH, get(move || async move { metrics.response() }));
     health::with_grpc(router, grpc_health)
         .fallback(webhook)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::framing::enforce,
+        ))
         .with_state(app)
 }
 

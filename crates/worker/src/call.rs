@@ -1,10 +1,12 @@
 //! Turns an `http` step and a work item into the egress `CallRequest`: path, headers and body
-//! computed from the step's expressions, and the idempotency key.
+//! computed from the step's expressions, and the idempotency key. Values interpolated into the
+//! path are encoded as one segment or query component (`hookyard_core::expr::path`) unless the
+//! step sets `path_raw`; a path that cannot be made safe is a [`BuildError::Path`].
 
 use hookyard_core::{
     config::HttpStep,
     envelope,
-    expr::{ExprError, Input},
+    expr::{ExprError, Input, path::PathError},
 };
 use hookyard_proto::{
     egress::v1::{CallRequest, CallResponse, Header},
@@ -25,6 +27,9 @@ pub enum BuildError {
     /// The path expression gave no value.
     #[error("the path expression gave no value")]
     NoPath,
+    /// The path built from the event is refused (a dot segment, a control character).
+    #[error("refused path: {0}")]
+    Path(#[source] PathError),
 }
 
 /// The `$event` metadata step expressions see (the headers are added by [`Input::new`]).
@@ -109,8 +114,14 @@ pub fn build(
     };
     let path = step
         .path
-        .eval_string(&input)
-        .map_err(expr_err("path"))?
+        .render(&input, step.path_raw)
+        .map_err(|e| match e {
+            PathError::Expr(source) => BuildError::Expr {
+                field: "path".to_owned(),
+                source,
+            },
+            other => BuildError::Path(other),
+        })?
         .ok_or(BuildError::NoPath)?;
     let mut headers = Vec::with_capacity(step.headers.len());
     for (name, expr) in &step.headers {
@@ -274,6 +285,23 @@ base_url = "https://erp.example.com"
                 source: ExprError::BodyTooDeep(_),
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn sender_data_in_the_path_is_one_encoded_segment_or_refused() {
+        let (event, work) = item(r#"{"order":{"id":"../x?admin=1#f"}}"#);
+        assert!(matches!(
+            build(&steps()[0], 0, &event, &work, None),
+            Err(BuildError::Path(PathError::DotSegment))
+        ));
+        let (event, work) = item(r#"{"order":{"id":"a/b?admin=1#f"}}"#);
+        let req = build(&steps()[0], 0, &event, &work, None).expect("builds");
+        assert_eq!(req.path, "/v1/orders/a%2Fb%3Fadmin=1%23f");
+        let (event, work) = item(r#"{"order":{"id":"a\r\nHost: evil"}}"#);
+        assert!(matches!(
+            build(&steps()[0], 0, &event, &work, None),
+            Err(BuildError::Path(PathError::ControlCharacter))
         ));
     }
 

@@ -6,7 +6,7 @@
 //!
 //! | preset | id | provider's guidance |
 //! |---|---|---|
-//! | `standard_webhooks` | `webhook-id` header | "the same ID on retries" (Standard Webhooks spec) |
+//! | `standard_webhooks` | `webhook-id` header, else `svix-id` | "the same ID on retries" (Standard Webhooks spec) |
 //! | `github` | `X-GitHub-Delivery` header | GUID of the delivery, kept by redeliveries |
 //! | `stripe` | `.id` of the body (`evt_…`) | Stripe: guard against duplicate events by their id |
 //! | `shopify` | `X-Shopify-Event-Id` header | Shopify: "Ignore duplicate webhooks" |
@@ -26,7 +26,7 @@ use crate::expr::{Expr, Jq};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DedupPreset {
-    /// The `webhook-id` header.
+    /// The `webhook-id` header, else `svix-id` (Svix's name for it).
     StandardWebhooks,
     /// The `X-GitHub-Delivery` header.
     Github,
@@ -42,7 +42,9 @@ impl DedupPreset {
     /// The expression that reads the id.
     pub fn expr(self) -> Expr {
         match self {
-            Self::StandardWebhooks => Expr::Header("webhook-id".to_owned()),
+            Self::StandardWebhooks => {
+                Expr::FirstHeader(vec!["webhook-id".to_owned(), "svix-id".to_owned()])
+            }
             Self::Github => Expr::Header("X-GitHub-Delivery".to_owned()),
             Self::Shopify => Expr::Header("X-Shopify-Event-Id".to_owned()),
             Self::Stripe => jq(".id"),
@@ -150,12 +152,18 @@ mod tests {
     fn every_preset_reads_its_providers_delivery_id() {
         /// Preset, request headers, body, the id it must read.
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [u8], &'a str);
-        let cases: [Case<'_>; 5] = [
+        let cases: [Case<'_>; 6] = [
             (
                 "standard_webhooks",
                 &[("webhook-id", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")],
                 b"{}",
                 "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+            ),
+            (
+                "standard_webhooks",
+                &[("svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek")],
+                b"{}",
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
             ),
             (
                 "github",

@@ -92,8 +92,9 @@ impl Source {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "scheme", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Signature {
-    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`): HMAC-SHA256
-    /// `v1` signatures with `whsec_…` secrets and ed25519 `v1a` signatures with `whpk_…` keys.
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`, or Svix's
+    /// `svix-id`, `svix-timestamp`, `svix-signature`): HMAC-SHA256 `v1` signatures with
+    /// `whsec_…` secrets and ed25519 `v1a` signatures with `whpk_…` keys.
     StandardWebhooks {
         /// Secrets (`whsec_<base64>`) and public keys (`whpk_<base64>`), as secret references.
         secrets: Vec<Secret>,
@@ -353,8 +354,14 @@ pub struct HttpStep {
     /// HTTP method (default `POST`).
     #[serde(default = "default_method")]
     pub method: String,
-    /// Path (and query) appended to the connection's `base_url`: a string or an expression.
-    pub path: Expr,
+    /// Path (and query) appended to the connection's `base_url`: a string, or a jq string
+    /// template such as `"/v1/orders/\(.order.id)"` whose interpolated values are
+    /// percent-encoded as one path segment (after the template's `?`: as a query component).
+    pub path: crate::expr::path::PathExpr,
+    /// Insert interpolated `path` values as they are, for values that are paths themselves
+    /// (default `false`: each value is encoded). Dot segments are refused either way.
+    #[serde(default)]
+    pub path_raw: bool,
     /// Extra request headers, each a string or an expression.
     #[serde(default)]
     pub headers: BTreeMap<String, Expr>,

@@ -141,6 +141,20 @@ fn bad_jq_fails_at_load() {
 }
 
 #[test]
+fn a_whole_path_from_a_header_needs_path_raw() {
+    let step = |extra: &str| {
+        format!(
+            "[handlers.h]\nsteps = [{{ type = \"http\", connection = \"c\", path = {{ header = \"X-Path\" }}{extra} }}]\n\n[connections.c]\nbase_url = \"https://c.example\"\n"
+        )
+    };
+    assert_eq!(keys(&step("")), ["handlers.h.steps[0].path"]);
+    assert!(problems(&step(", path_raw = true")).is_empty());
+    let text = "[handlers.h]\nsteps = [{ type = \"http\", connection = \"c\", path = { jq = '@text \"/\\(.id)\"' } }]\n\n[connections.c]\nbase_url = \"https://c.example\"\n";
+    // A format string would bypass the encoding of interpolated values.
+    assert_eq!(keys(text), ["handlers.h.steps"]);
+}
+
+#[test]
 fn unknown_key_inside_tagged_auth_is_an_error() {
     let text = "[sources.s]\npath = \"/s\"\nauth = { type = \"basic\", username = \"u\", password = \"${env:ERP_CLIENT_SECRET}\", pasword = \"x\" }\n";
     assert_eq!(problems(text).len(), 1);

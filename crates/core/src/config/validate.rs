@@ -205,10 +205,18 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
                     format!("unknown HTTP method {:?}", http.method),
                 );
             }
-            if let crate::expr::Expr::Literal(p) = &http.path
+            if let Some(p) = http.path.literal()
                 && !p.starts_with('/')
             {
                 push(problems, format!("{skey}.path"), "must start with '/'");
+            }
+            if http.path.is_header() && !http.path_raw {
+                push(
+                    problems,
+                    format!("{skey}.path"),
+                    "a header's value is sender data: interpolate it in a jq string \
+                     ('\"/v1/\\($event.headers[\"x-id\"])\"') or set path_raw = true",
+                );
             }
         }
     }

@@ -149,17 +149,28 @@ async fn paths_and_headers_that_could_escape_the_connection_are_invalid_argument
 }
 
 #[tokio::test]
-async fn dot_segments_stay_on_the_partner() {
+async fn dot_segments_in_any_spelling_are_invalid_and_never_sent() {
     let (partner, services) = partner_and_services().await;
     Mock::given(matchers::any())
         .respond_with(ResponseTemplate::new(200))
         .mount(&partner)
         .await;
 
-    let response = services
-        .call(call("basic", "GET", "/../x"))
-        .await
-        .expect("call");
-    assert_eq!(response.status, 200);
-    assert_eq!(received(&partner).await.len(), 1);
+    for path in [
+        "/../x",
+        "/a/..",
+        "/%2e%2e/x",
+        "/%2E./x",
+        "/.%2e/x",
+        "/a/..%2F..%2Fx",
+        "/a/%",
+    ] {
+        let status = services
+            .call(call("basic", "GET", path))
+            .await
+            .expect_err(path);
+        assert_eq!(status.code(), Code::InvalidArgument, "{path:?}");
+        assert!(status.message().contains("invalid path"), "{path:?}");
+    }
+    assert!(received(&partner).await.is_empty());
 }

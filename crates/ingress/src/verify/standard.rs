@@ -4,6 +4,11 @@
 //! `v1a,<base64 ed25519 signature>` checked with `whpk_<base64 public key>` secrets. Pairs of
 //! other versions are skipped, as the specification asks, so a sender can add a new scheme
 //! beside one we check; any matching pair passes.
+//!
+//! Svix sends the same scheme under its own names, `svix-id`, `svix-timestamp` and
+//! `svix-signature`, and its libraries accept both. So do we, one family per request: the
+//! `webhook-` headers when any of them is present, else the `svix-` headers. Mixing the two
+//! families is refused as a missing header rather than pieced together.
 
 use std::time::{Duration, SystemTime};
 
@@ -17,9 +22,42 @@ use super::{
     parse_timestamp, single,
 };
 
-const ID: &str = "webhook-id";
-const TIMESTAMP: &str = "webhook-timestamp";
-const SIGNATURE: &str = "webhook-signature";
+/// The three header names of one family.
+struct Names {
+    id: &'static str,
+    timestamp: &'static str,
+    signature: &'static str,
+}
+
+const STANDARD: Names = Names {
+    id: "webhook-id",
+    timestamp: "webhook-timestamp",
+    signature: "webhook-signature",
+};
+
+const SVIX: Names = Names {
+    id: "svix-id",
+    timestamp: "svix-timestamp",
+    signature: "svix-signature",
+};
+
+impl Names {
+    fn any_in(&self, headers: &HeaderMap) -> bool {
+        [self.id, self.timestamp, self.signature]
+            .iter()
+            .any(|name| headers.contains_key(*name))
+    }
+
+    /// The family a request uses: Standard Webhooks' names are preferred, so a missing header
+    /// is reported under them when neither family is present.
+    fn of(headers: &HeaderMap) -> &'static Self {
+        if !STANDARD.any_in(headers) && SVIX.any_in(headers) {
+            &SVIX
+        } else {
+            &STANDARD
+        }
+    }
+}
 
 /// One signature of a `webhook-signature` header, of a version we check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,11 +89,11 @@ impl Key {
     }
 }
 
-/// The signatures of a `webhook-signature` value. Malformed when empty, too long, holding more
+/// The signatures of a `webhook-signature` (or `svix-signature`) value. Malformed when empty, too long, holding more
 /// than [`MAX_SIGNATURES`] pairs, a pair without a comma, or a `v1`/`v1a` signature that is not
 /// base64 of the right length; unsupported when no pair has a version we check.
-pub(crate) fn parse(value: &[u8]) -> Result<Vec<Candidate>, VerifyError> {
-    let malformed = || VerifyError::MalformedHeader(SIGNATURE.to_owned());
+pub(crate) fn parse(header: &str, value: &[u8]) -> Result<Vec<Candidate>, VerifyError> {
+    let malformed = || VerifyError::MalformedHeader(header.to_owned());
     if value.len() > MAX_HEADER_LEN {
         return Err(malformed());
     }
@@ -87,7 +125,7 @@ pub(crate) fn parse(value: &[u8]) -> Result<Vec<Candidate>, VerifyError> {
         return Err(malformed());
     }
     if candidates.is_empty() {
-        return Err(VerifyError::UnsupportedVersion(SIGNATURE.to_owned()));
+        return Err(VerifyError::UnsupportedVersion(header.to_owned()));
     }
     Ok(candidates)
 }
@@ -99,9 +137,13 @@ pub(crate) fn verify(
     body: &[u8],
     now: SystemTime,
 ) -> Result<(), VerifyError> {
-    let id = single(headers, ID)?.as_bytes();
-    let timestamp = single(headers, TIMESTAMP)?.as_bytes();
-    let candidates = parse(single(headers, SIGNATURE)?.as_bytes())?;
+    let names = Names::of(headers);
+    let id = single(headers, names.id)?.as_bytes();
+    let timestamp = single(headers, names.timestamp)?.as_bytes();
+    let candidates = parse(
+        names.signature,
+        single(headers, names.signature)?.as_bytes(),
+    )?;
     check_timestamp(parse_timestamp(timestamp)?, tolerance, now)?;
 
     let keys: Vec<Key> = secrets

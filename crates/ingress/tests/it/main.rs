@@ -8,6 +8,7 @@ mod access;
 mod availability;
 mod batch;
 mod dedup;
+mod framing;
 mod handshake;
 mod hostile;
 mod metrics;

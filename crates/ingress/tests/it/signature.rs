@@ -57,3 +57,67 @@ async fn a_signed_request_is_stored_and_a_tampered_one_refused() -> anyhow::Resu
     );
     ingress.stop().await
 }
+
+/// Svix's test vector (the svix-webhooks library tests and the Standard Webhooks README); the
+/// signature is computed here rather than copied, so the test checks the scheme, not a string.
+const SVIX_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const SVIX_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+const SVIX_TIMESTAMP: &str = "1614265330";
+const SVIX_BODY: &str = r#"{"test": 2432232314}"#;
+const SVIX_SIGNATURE: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+fn standard_webhooks_signature(secret: &str, id: &str, timestamp: &str, body: &str) -> String {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    use hmac::Mac;
+    let key = STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .expect("base64 key");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("any key length");
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn svix_header_names_are_verified_like_the_standard_ones() -> anyhow::Result<()> {
+    let signature = standard_webhooks_signature(SVIX_SECRET, SVIX_ID, SVIX_TIMESTAMP, SVIX_BODY);
+    assert_eq!(signature, SVIX_SIGNATURE);
+
+    // The vector's timestamp is from 2021: the tolerance reaches back to it.
+    let integration = hookyard_core::Integration::parse(
+        r#"
+[sources.svix]
+path = "/hooks/svix"
+signature = { scheme = "standard_webhooks", secrets = ["${env:SVIX_SECRET}"], tolerance = "40years" }
+"#,
+        &|name| (name == "SVIX_SECRET").then(|| SVIX_SECRET.to_owned()),
+    )?;
+    let nats = Nats::start().await?;
+    let ingress = harness::spawn_serving(nats.client().await?, integration).await?;
+    let send = |family: &str, id: &str, signature: &str| {
+        ingress
+            .http
+            .post(ingress.url("/hooks/svix"))
+            .header(format!("{family}-id"), id)
+            .header(format!("{family}-timestamp"), SVIX_TIMESTAMP)
+            .header(format!("{family}-signature"), signature)
+            .body(SVIX_BODY)
+            .send()
+    };
+
+    let tampered = send("svix", "msg_other", &signature).await?;
+    assert_eq!(tampered.status().as_u16(), 401);
+    let answer: serde_json::Value = tampered.json().await?;
+    assert_eq!(answer["error"], "signature_mismatch");
+    assert_eq!(ingress.stored().await?, 0);
+
+    let by_svix = accepted_id(send("svix", SVIX_ID, &signature).await?).await?;
+    let by_standard = accepted_id(send("webhook", SVIX_ID, &signature).await?).await?;
+    // The delivery id is the dedup key under either name, so the two are one event.
+    assert_eq!(by_svix, by_standard);
+    let stored = ingress.messages().await?;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1.id, by_svix);
+    assert_eq!(stored[0].1.dedup_key, SVIX_ID);
+    assert_eq!(stored[0].1.body, SVIX_BODY.as_bytes());
+    ingress.stop().await
+}

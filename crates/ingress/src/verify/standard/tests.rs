@@ -60,6 +60,62 @@ fn accepts_the_published_example() {
 }
 
 #[test]
+fn svix_header_names_are_accepted_and_the_standard_names_preferred() {
+    let ts = TS.to_string();
+    let svix = headers(&[
+        ("svix-id", ID),
+        ("svix-timestamp", &ts),
+        ("svix-signature", SIG),
+    ]);
+    assert_eq!(verify(&config(&[SECRET]), &svix, BODY, at(TS)), Ok(()));
+    let tampered = headers(&[
+        ("svix-id", "msg_other"),
+        ("svix-timestamp", &ts),
+        ("svix-signature", SIG),
+    ]);
+    assert_eq!(
+        verify(&config(&[SECRET]), &tampered, BODY, at(TS)),
+        Err(VerifyError::NoMatch)
+    );
+    // One family per request: a forged `webhook-` set is checked, not the valid `svix-` one.
+    let both = headers(&[
+        ("webhook-id", "msg_other"),
+        ("webhook-timestamp", &ts),
+        ("webhook-signature", SIG),
+        ("svix-id", ID),
+        ("svix-timestamp", &ts),
+        ("svix-signature", SIG),
+    ]);
+    assert_eq!(
+        verify(&config(&[SECRET]), &both, BODY, at(TS)),
+        Err(VerifyError::NoMatch)
+    );
+    let mixed = headers(&[
+        ("webhook-id", ID),
+        ("svix-timestamp", &ts),
+        ("svix-signature", SIG),
+    ]);
+    assert_eq!(
+        verify(&config(&[SECRET]), &mixed, BODY, at(TS)),
+        Err(VerifyError::MissingHeader("webhook-timestamp".to_owned()))
+    );
+    assert_eq!(
+        verify(&config(&[SECRET]), &headers(&[]), BODY, at(TS)),
+        Err(VerifyError::MissingHeader("webhook-id".to_owned()))
+    );
+    let repeated = headers(&[
+        ("svix-id", ID),
+        ("svix-timestamp", &ts),
+        ("svix-signature", SIG),
+        ("svix-signature", SIG),
+    ]);
+    assert_eq!(
+        verify(&config(&[SECRET]), &repeated, BODY, at(TS)),
+        Err(VerifyError::MalformedHeader("svix-signature".to_owned()))
+    );
+}
+
+#[test]
 fn refuses_a_changed_body_id_timestamp_or_secret() {
     assert_eq!(
         check(SIG, br#"{"test":2432232314}"#),
@@ -216,16 +272,16 @@ fn candidate() -> impl Strategy<Value = Candidate> {
 proptest! {
     #[test]
     fn parsing_arbitrary_values_never_panics(value in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let _ = parse(&value);
+        let _ = parse("webhook-signature", &value);
     }
 
     #[test]
     fn parsing_signature_like_text_never_panics(value in "((v1a?|v2)?,?[A-Za-z0-9+/=]{0,90} ?){0,4}") {
-        let _ = parse(value.as_bytes());
+        let _ = parse("webhook-signature", value.as_bytes());
     }
 
     #[test]
     fn formatted_headers_round_trip(candidates in proptest::collection::vec(candidate(), 1..=16)) {
-        prop_assert_eq!(parse(format(&candidates).as_bytes()), Ok(candidates));
+        prop_assert_eq!(parse("webhook-signature", format(&candidates).as_bytes()), Ok(candidates));
     }
 }
