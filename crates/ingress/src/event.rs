@@ -64,14 +64,23 @@ fn dedup_key(
     let Some(expr) = &source.dedup_key else {
         return Ok(envelope::body_dedup_key(body));
     };
-    if let Expr::Header(name) = expr {
-        let value = headers.iter().find(|h| h.name.eq_ignore_ascii_case(name));
-        if value.is_some_and(|h| std::str::from_utf8(&h.value).is_err()) {
-            tracing::info!(source = %source.name, header = %name, "request refused: delivery id not UTF-8");
-            return Err(Error::DedupKeyNotUtf8 {
-                header: name.clone(),
-            });
-        }
+    // The header the expression reads (the first present one of a preset's names).
+    let names = match expr {
+        Expr::Header(name) => std::slice::from_ref(name),
+        Expr::FirstHeader(names) => names.as_slice(),
+        _ => &[],
+    };
+    let read = names.iter().find_map(|name| {
+        let header = headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?;
+        Some((name, header))
+    });
+    if let Some((name, header)) = read
+        && std::str::from_utf8(&header.value).is_err()
+    {
+        tracing::info!(source = %source.name, header = %name, "request refused: delivery id not UTF-8");
+        return Err(Error::DedupKeyNotUtf8 {
+            header: name.clone(),
+        });
     }
     let event = serde_json::json!({ "source": source.name, "received_at_ms": received_at_ms });
     Ok(match expr.eval_string(&Input::new(headers, body, event)) {
