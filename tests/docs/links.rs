@@ -5,28 +5,9 @@ use std::path::{Path, PathBuf};
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
-/// Every Markdown page of the repository outside build output and VCS data.
+/// Every Markdown page of the repository.
 fn pages(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.filter_map(|e| e.ok()) {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                if !matches!(name.as_str(), "target" | ".git" | "node_modules") {
-                    dirs.push(path);
-                }
-            } else if name.ends_with(".md") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
+    crate::files(root, |name| name.ends_with(".md"))
 }
 
 /// The link destinations of a page, and its heading anchors.

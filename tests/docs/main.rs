@@ -1,9 +1,11 @@
 //! The documentation stays true to the repository: every relative link of every Markdown page
 //! resolves (file and heading), the README stays a front door that links every reference page,
-//! and every key of the integration file's model is described in `docs/configuration.md`.
+//! every key of the integration file's model is described in `docs/configuration.md`, and the
+//! repository stands on its own (no pointer to files outside it or to the tracker).
 
 mod keys;
 mod links;
+mod standalone;
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,30 @@ fn root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
+}
+
+/// The repository's files (outside build output and VCS data) whose name `keep` accepts.
+fn files(root: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !matches!(name.as_str(), "target" | ".git" | "node_modules") {
+                    dirs.push(path);
+                }
+            } else if keep(&name) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 fn read(path: &Path) -> String {
@@ -129,4 +155,14 @@ fn the_ready_to_paste_sources_load() {
     if let Err(errors) = hookyard_core::Integration::parse(&toml, &secret) {
         panic!("docs/providers.md does not load:\n{errors}");
     }
+}
+
+#[test]
+fn the_repository_stands_on_its_own() {
+    let found = standalone::outside_references(&root());
+    assert!(
+        found.is_empty(),
+        "references outside the repository:\n{}",
+        found.join("\n")
+    );
 }

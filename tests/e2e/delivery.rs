@@ -1,4 +1,4 @@
-//! Acceptance 1: a signed-in `order.created` webhook becomes exactly one mapped, authorised
+//! A signed-in `order.created` webhook becomes exactly one mapped, authorised
 //! `POST /v1/orders` at the partner; a second event reuses the cached token.
 
 use serde_json::json;

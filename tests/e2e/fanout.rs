@@ -1,4 +1,4 @@
-//! Acceptance 2: one event routed to two handlers reaches both; an unrouted event lands in the
+//! One event routed to two handlers reaches both; an unrouted event lands in the
 //! unrouted dead-letter subject with its reason.
 
 use serde_json::json;

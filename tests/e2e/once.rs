@@ -1,4 +1,4 @@
-//! Issue 4, acceptance 4: the same Stripe event sent three times — at once, after the stream's
+//! The same Stripe event sent three times — at once, after the stream's
 //! duplicate window, and to a second ingress replica — is stored once and processed once. The
 //! source has no `dedup_key`: the Stripe signature scheme brings the `stripe` preset (the
 //! event's `id`), and every delivery is signed anew, as Stripe does for a retry.

@@ -1,4 +1,4 @@
-//! Acceptance 4: ingress refuses what it must (401, 413 with nothing published, 404, 405), and
+//! Ingress refuses what it must (401, 413 with nothing published, 404, 405), and
 //! while NATS is down it answers 503 with `Retry-After`, never 2xx; once NATS is back it answers
 //! 202 again, and every event it acknowledged is delivered to the partner.
 

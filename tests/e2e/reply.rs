@@ -1,4 +1,4 @@
-//! Issue 4, acceptance 5: a `sync` source answers the sender with the handler's `reply` step
+//! A `sync` source answers the sender with the handler's `reply` step
 //! when the handler finishes within the deadline, and with the configured reply (the event
 //! still processed) when it does not.
 

@@ -1,4 +1,4 @@
-//! Acceptance 3: retryable partner failures are retried with the same idempotency key until
+//! Retryable partner failures are retried with the same idempotency key until
 //! they succeed; a partner that always fails ends in `hookyard.dlq.<handler>` after
 //! `max_deliver` attempts, with the status it returned.
 

@@ -1,4 +1,4 @@
-//! `hookyard-bench`: the benchmark suite of issue 6, on loopback only, bounded in time.
+//! `hookyard-bench`: the benchmark suite (docs/benchmarks.md), on loopback only, bounded in time.
 //!
 //! It starts nats-server (from `--nats-server`, else copied out of the local `nats:<version>`
 //! image) in each durability mode, the real `hookyard-ingress` binary twice (group commit, and

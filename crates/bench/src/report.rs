@@ -1,5 +1,5 @@
 //! Results: one record per measurement, summaries (median and min–max over repetitions), the
-//! ratios issue 6 asks for, the JSON file and the printed table.
+//! ratios docs/benchmarks.md explains, the JSON file and the printed table.
 
 use std::collections::BTreeMap;
 

@@ -62,8 +62,8 @@
 //!   is tried again when the content changes.
 //! - **Events routed before the reload follow the old table.** An event in flight finishes with
 //!   the table it started with; an event of a type that had no route yet was dead-lettered on
-//!   `hookyard.dlq.unrouted` with its full envelope, so nothing is lost: it can be republished
-//!   to `hookyard.in.<source>` once the route exists (a `replay` command is a later issue).
+//!   `hookyard.dlq.unrouted` with its full envelope, so nothing is lost: once the route exists,
+//!   `hookyard dlq replay --handler unrouted` sends it to the handlers its type now routes to.
 //! - **Replicas reload on their own**, each within about one interval of the change (plus the
 //!   settle moment), so for that long two replicas may route the same type differently.
 //!

@@ -70,7 +70,7 @@ pub fn response_meta(response: &CallResponse) -> serde_json::Value {
     serde_json::json!({ "status": response.status, "headers": headers, "body": body })
 }
 
-/// Idempotency key of step `index` of a handler. The first step uses the key DESIGN.md names
+/// Idempotency key of step `index` of a handler. The first step uses the documented key
 /// (`<event id>:<handler>`); later steps append their index, so two calls of one pipeline to
 /// the same partner are not mistaken for retries of each other.
 pub fn step_idempotency_key(event_id: &str, handler: &str, index: usize) -> String {

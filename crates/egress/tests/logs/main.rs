@@ -1,4 +1,4 @@
-//! Acceptance 8 of issue 5 for egress (and the in-process token service): every log line,
+//! Egress's logs (and the in-process token service's): every log line,
 //! at TRACE and from every crate, written while calls with distinctive secrets succeed, fail,
 //! time out and retry, holds none of the secrets or tokens. This binary holds this one test,
 //! so the global subscriber it installs sees everything the process logs.
