@@ -111,7 +111,9 @@ fn ready(grant: &Grant, record: Option<&Record>, now: i64) -> Result<Option<Reco
     match record {
         None if code_grant => Err(consent()),
         None => Ok(None),
-        Some(r) if r.needs_consent => Err(consent()),
+        // Only a person's consent can give an authorization-code connection a new grant; a
+        // client-credentials connection asks again (a record marked by an older version too).
+        Some(r) if r.needs_consent && code_grant => Err(consent()),
         Some(r) if r.fresh_at(now) => Ok(Some(r.clone())),
         // Without a refresh token there is nothing to renew with: use it while it lasts.
         Some(r) if code_grant && r.refresh_token.is_none() => usable_or(r, now, consent).map(Some),
@@ -143,7 +145,13 @@ async fn renew(grant: &Grant, store: &Store, policy: &Policy) -> Result<Record, 
             tracing::info!(connection, "token renewed");
             Ok(record)
         }
-        Err(error) if error.is_invalid_grant() && previous.is_some() => {
+        // A refused refresh token: consent is the only way back. For client credentials an
+        // invalid_grant is a refusal like any other, and the next request may well succeed.
+        Err(error)
+            if error.is_invalid_grant()
+                && previous.is_some()
+                && matches!(grant.kind(), Kind::AuthorizationCode { .. }) =>
+        {
             let record = Record {
                 needs_consent: true,
                 ..Record::default()

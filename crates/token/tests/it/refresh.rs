@@ -173,3 +173,64 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{}/token", client_id 
     }
     assert_eq!(crate::token_requests(&server).await, 1);
 }
+
+/// `invalid_grant` to a client-credentials request is a refusal, not a lost consent (a
+/// client-credentials connection can never be given consent): once the authorization server
+/// accepts the credentials again, the connection works, without a restart.
+#[tokio::test]
+async fn invalid_grant_for_client_credentials_clears_when_the_server_accepts_again() {
+    use wiremock::{MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    // In mount order: one short-lived token, one refusal, then tokens again.
+    crate::mount_token(
+        &server,
+        ResponseTemplate::new(200).set_body_json(crate::token_body("first", Some(1))),
+        Some(1),
+    )
+    .await;
+    crate::mount_token(
+        &server,
+        ResponseTemplate::new(400).set_body_json(serde_json::json!({ "error": "invalid_grant" })),
+        Some(1),
+    )
+    .await;
+    crate::mount_token(
+        &server,
+        ResponseTemplate::new(200).set_body_json(crate::token_body("again", Some(3600))),
+        None,
+    )
+    .await;
+    let nats = hookyard_testkit::Nats::start().await.expect("nats");
+    let config = format!(
+        r#"
+[connections.erp]
+base_url = "https://erp.example"
+auth = {{ type = "oauth2_client_credentials", token_url = "{}/token", client_id = "hookyard", client_secret = "${{env:CRM_SECRET}}" }}
+"#,
+        server.uri()
+    );
+    let service = crate::stored::Stored::spawn(
+        &nats,
+        &crate::stored::topology(),
+        crate::stored::Ports::bind().await,
+        &config,
+        &crate::stored::key(1, 1),
+        quick_policy(),
+    )
+    .await;
+
+    assert_eq!(
+        service.get("erp").await.expect("first token").access_token,
+        "first"
+    );
+    // The token is due for renewal at once; the server refuses one request, then issues again.
+    hookyard_testkit::wait_for(Duration::from_secs(10), "a new token", || async {
+        service
+            .get("erp")
+            .await
+            .is_ok_and(|t| t.access_token == "again")
+    })
+    .await
+    .expect("the connection recovered without a restart");
+    assert_eq!(crate::token_requests(&server).await, 3);
+}
