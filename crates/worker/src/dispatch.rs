@@ -70,8 +70,30 @@ pub(crate) async fn handle(
     // The attempt this delivery is: deliveries handed back unstarted at a shutdown do not count.
     let returned = crate::returns::returned(ctx, &msg, deliveries).await;
     let delivered = deliveries - returned;
+    let Some((attempt, item)) = attempt_of(ctx, &msg, delivered, abort).await else {
+        return;
+    };
+    let verdict = verdict(
+        &attempt,
+        delivered,
+        ctx.handler.max_deliver,
+        &ctx.handler.backoff,
+    );
+    ctx.records
+        .record(&ctx.name, item.as_ref(), delivered, &attempt, &verdict);
+    settle(ctx, &msg, item, attempt, delivered, returned, verdict).await;
+}
+
+/// Decodes the work item and makes this delivery's attempt; `None` when the shutdown grace ran
+/// out during it (the message is then returned already).
+async fn attempt_of(
+    ctx: &HandlerContext,
+    msg: &jetstream::Message,
+    delivered: u32,
+    abort: &CancellationToken,
+) -> Option<(Attempt, Option<WorkItem>)> {
     let max_deliver = ctx.handler.max_deliver;
-    let (attempt, item) = match WorkItem::decode(msg.payload.as_ref()) {
+    Some(match WorkItem::decode(msg.payload.as_ref()) {
         Err(e) => (
             failed(
                 Failure::BadEvent,
@@ -100,33 +122,43 @@ pub(crate) async fn handle(
             ),
             Some(item),
         ),
-        Ok(item) => match timed_attempt(ctx, &msg, &item, abort).await {
+        Ok(item) => match timed_attempt(ctx, msg, &item, abort).await {
             Some(attempt) => (attempt, Some(item)),
             None => {
                 info!(handler = %ctx.name, attempt = delivered, "shutdown grace ran out, returning the event");
-                nak(&msg, None).await;
-                return;
+                nak(msg, None).await;
+                return None;
             }
         },
-    };
+    })
+}
+
+/// Carries out `verdict` on the delivery: acknowledge, NAK with a delay (a wait counted as no
+/// attempt), or dead-letter and acknowledge.
+async fn settle(
+    ctx: &HandlerContext,
+    msg: &jetstream::Message,
+    item: Option<WorkItem>,
+    attempt: Attempt,
+    delivered: u32,
+    returned: u32,
+    verdict: Verdict,
+) {
     let event_id = item
         .as_ref()
         .and_then(|i| i.event.as_ref())
         .map(|e| e.id.as_str())
         .unwrap_or_default()
         .to_owned();
-    let verdict = verdict(&attempt, delivered, max_deliver, &ctx.handler.backoff);
-    ctx.records
-        .record(&ctx.name, item.as_ref(), delivered, &attempt, &verdict);
     match verdict {
         Verdict::Ack => {
             if returned > 0 {
-                crate::returns::forget(ctx, &msg).await;
+                crate::returns::forget(ctx, msg).await;
             }
             ctx.metrics.delivery(&ctx.name, "handled");
             // One line per handled event: operators (and the compose test) count deliveries per replica.
             info!(handler = %ctx.name, event_id, attempt = delivered, "event handled");
-            ack(ctx, &msg).await;
+            ack(ctx, msg).await;
         }
         Verdict::Retry(delay) => {
             ctx.metrics.delivery(&ctx.name, "retry");
@@ -139,7 +171,7 @@ pub(crate) async fn handle(
                 retry_in_ms = millis(delay),
                 "partner call failed, retrying"
             );
-            nak(&msg, Some(delay)).await;
+            nak(msg, Some(delay)).await;
         }
         Verdict::Wait { delay, reason } => {
             ctx.metrics.delivery(&ctx.name, "wait");
@@ -152,7 +184,7 @@ pub(crate) async fn handle(
                 retry_in_ms = millis(delay),
                 "no partner call possible, waiting without spending a retry"
             );
-            crate::returns::hand_back(ctx, &msg, Some(delay)).await;
+            crate::returns::hand_back(ctx, msg, Some(delay)).await;
         }
         Verdict::DeadLetter(reason) => {
             ctx.metrics.delivery(&ctx.name, "dead_letter");
@@ -165,18 +197,18 @@ pub(crate) async fn handle(
                 error = error_of(&attempt),
                 "dead-lettering event"
             );
-            match dead_letter(ctx, &msg, item, reason, attempt, delivered).await {
+            match dead_letter(ctx, msg, item, reason, attempt, delivered).await {
                 Ok(()) => {
                     if returned > 0 {
-                        crate::returns::forget(ctx, &msg).await;
+                        crate::returns::forget(ctx, msg).await;
                     }
-                    ack(ctx, &msg).await;
+                    ack(ctx, msg).await;
                 }
                 Err(error) => {
                     // Never lost: it stays in the work queue and comes back to be dead-lettered.
                     let delay = backoff_delay(&ctx.handler.backoff, delivered);
                     warn!(handler = %ctx.name, event_id, error = %report(&error), retry_in_ms = millis(delay), "failed to dead-letter, retrying");
-                    nak(&msg, Some(delay)).await;
+                    nak(msg, Some(delay)).await;
                 }
             }
         }
