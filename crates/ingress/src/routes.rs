@@ -35,6 +35,7 @@ use hookyard_core::{
     metrics::METRICS_PATH,
     streams::Topology,
 };
+use hookyard_proto::event::v1::Envelope;
 use http::Method;
 use prost::Message;
 
@@ -221,8 +222,34 @@ async fn accept(app: &App, request: Request) -> Result<(Response, Outcome), Erro
     let received_at_ms = now_ms();
     let (parts, body) = request.into_parts();
     let source = app.sources.get(parts.uri.path()).ok_or(Error::NotFound)?;
+    if let Some(answer) = check_head(source, &parts)? {
+        return Ok((answer, "handshake"));
+    }
+    let body = read_body(source, &parts, body).await?;
+    if let Some(answer) = handshake::after_verify(source, &body)? {
+        return Ok((answer, "handshake"));
+    }
+    let envelope = event::envelope(
+        source,
+        Received {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            body,
+            received_at_ms,
+        },
+    )?;
+    store(app, source, envelope, received_at).await
+}
+
+/// The checks made before a byte of the body is read, in the order of the module docs; an
+/// answer when the request is a query-string handshake.
+fn check_head(
+    source: &SourceEntry,
+    parts: &http::request::Parts,
+) -> Result<Option<Response>, Error> {
     // A query-string handshake may come with a method the source does not take otherwise.
-    let query_handshake = handshake::query(source, &parts);
+    let query_handshake = handshake::query(source, parts);
     if query_handshake.is_none() && !source.methods.contains(&parts.method) {
         return Err(Error::MethodNotAllowed {
             allow: source.allow.clone(),
@@ -240,7 +267,7 @@ async fn accept(app: &App, request: Request) -> Result<(Response, Outcome), Erro
         tracing::info!(source = %source.name, "request refused: rate limit");
     })?;
     if let Some(outcome) = query_handshake {
-        return handshake::answer(source, outcome).map(|r| (r, "handshake"));
+        return handshake::answer(source, outcome).map(Some);
     }
     if let Err(reason) = source.auth.check(&parts.headers, parts.uri.query()) {
         tracing::warn!(source = %source.name, %reason, "request refused: unauthorized");
@@ -249,6 +276,16 @@ async fn accept(app: &App, request: Request) -> Result<(Response, Outcome), Erro
     source.limits.check_content_type(&parts.headers)?;
     body::check_declared(&parts.headers, source.max_body_bytes)
         .map_err(|e| log_too_large(source, e))?;
+    Ok(None)
+}
+
+/// Reads the body within the source's limits, checks its signature over the exact bytes read,
+/// and bounds its nesting.
+async fn read_body(
+    source: &SourceEntry,
+    parts: &http::request::Parts,
+    body: axum::body::Body,
+) -> Result<bytes::Bytes, Error> {
     let body = source
         .limits
         .read_body(body, source.max_body_bytes)
@@ -266,19 +303,17 @@ async fn accept(app: &App, request: Request) -> Result<(Response, Outcome), Erro
         tracing::info!(source = %source.name, "request refused: body nested too deeply");
         Error::from(e)
     })?;
-    if let Some(answer) = handshake::after_verify(source, &body)? {
-        return Ok((answer, "handshake"));
-    }
-    let envelope = event::envelope(
-        source,
-        Received {
-            method: &parts.method,
-            uri: &parts.uri,
-            headers: &parts.headers,
-            body,
-            received_at_ms,
-        },
-    )?;
+    Ok(body)
+}
+
+/// Stores the event unless it is a repeat within the dedup window, and answers: the configured
+/// reply, or for a `sync` source the handler's reply when it comes within the deadline.
+async fn store(
+    app: &App,
+    source: &SourceEntry,
+    envelope: Envelope,
+    received_at: Instant,
+) -> Result<(Response, Outcome), Error> {
     let unavailable = |cause| {
         tracing::warn!(source = %source.name, event_id = %envelope.id, error = %cause, "event not stored, answering 503");
         Error::Unavailable {
@@ -305,16 +340,7 @@ async fn accept(app: &App, request: Request) -> Result<(Response, Outcome), Erro
         ),
     };
     let payload = envelope.encode_to_vec();
-    // NATS refuses a message over the server's max_payload whatever happens, so a retry could
-    // never succeed: that is the sender's body being too large (413), not an outage (503).
-    let max_payload = app.nats.server_info().max_payload;
-    if max_payload > 0 && payload.len() + NATS_HEADER_ALLOWANCE > max_payload {
-        tracing::warn!(source = %source.name, event_id = %envelope.id, bytes = payload.len(), max_payload, "event larger than the broker's max_payload");
-        let overhead = payload.len() - envelope.body.len() + NATS_HEADER_ALLOWANCE;
-        return Err(Error::BodyTooLarge {
-            limit: u64::try_from(max_payload.saturating_sub(overhead)).unwrap_or(u64::MAX),
-        });
-    }
+    check_payload(app, source, &envelope, payload.len())?;
     let ack = app
         .publisher
         .publish(
@@ -348,6 +374,25 @@ async fn accept(app: &App, request: Request) -> Result<(Response, Outcome), Erro
         reply::configured(&source.reply, &envelope.id, &source.name),
         "accepted",
     ))
+}
+
+/// NATS refuses a message over the server's `max_payload` whatever happens, so a retry could
+/// never succeed: that is the sender's body being too large (413), not an outage (503).
+fn check_payload(
+    app: &App,
+    source: &SourceEntry,
+    envelope: &Envelope,
+    payload: usize,
+) -> Result<(), Error> {
+    let max_payload = app.nats.server_info().max_payload;
+    if max_payload > 0 && payload + NATS_HEADER_ALLOWANCE > max_payload {
+        tracing::warn!(source = %source.name, event_id = %envelope.id, bytes = payload, max_payload, "event larger than the broker's max_payload");
+        let overhead = payload - envelope.body.len() + NATS_HEADER_ALLOWANCE;
+        return Err(Error::BodyTooLarge {
+            limit: u64::try_from(max_payload.saturating_sub(overhead)).unwrap_or(u64::MAX),
+        });
+    }
+    Ok(())
 }
 
 fn log_too_large(source: &SourceEntry, error: Error) -> Error {
