@@ -3,7 +3,7 @@
 //! `retry` allows, retrying once with a fresh token after a 401 on an OAuth 2.0 connection,
 //! and auditing every attempt.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use hookyard_proto::egress::v1::{CallRequest, CallResponse, Header};
@@ -65,24 +65,19 @@ pub(crate) async fn perform(
         !call.idempotency_key.is_empty(),
     );
     let outbound = Outbound::new(connection, call)?;
-    let audit_url = services
-        .audit
-        .map(|_| audit::redact(&outbound.url, connection.auth_parameter()));
+    let audited = services.audit.map(|audit| Audited {
+        audit,
+        connection: &connection.name,
+        method: outbound.method.as_str(),
+        url: audit::redact(&outbound.url, connection.auth_parameter()),
+        event_id: event_id.as_deref(),
+        handler: handler.as_deref(),
+    });
     if let Err(refusal) = connection.guard.check_url(&outbound.url) {
         // Audited as an attempt that never left, so refusals show up next to the calls.
-        if let (Some(audit), Some(url)) = (services.audit, audit_url) {
-            audit.record(&audit::Record {
-                connection: &connection.name,
-                method: outbound.method.as_str(),
-                url,
-                attempt: 1,
-                event_id: event_id.as_deref(),
-                handler: handler.as_deref(),
-                status: None,
-                error: Some(format!("{:?}", tonic::Code::PermissionDenied)),
-                latency_ms: 0,
-                at_ms: audit::epoch_ms(SystemTime::now()),
-            });
+        if let Some(audited) = &audited {
+            let error = format!("{:?}", tonic::Code::PermissionDenied);
+            audited.record(1, None, Some(error), Instant::now(), SystemTime::now());
         }
         return Err(Error::Refused(refusal.reason));
     }
@@ -114,33 +109,12 @@ pub(crate) async fn perform(
         let (started, at) = (Instant::now(), SystemTime::now());
         let outcome = send(connection, &outbound, token.as_ref()).await;
         drop(permit);
-        if let (Some(audit), Some(url)) = (services.audit, &audit_url) {
-            audit.record(&audit::Record {
-                connection: &connection.name,
-                method: outbound.method.as_str(),
-                url: url.clone(),
-                attempt,
-                event_id: event_id.as_deref(),
-                handler: handler.as_deref(),
-                status: outcome.as_ref().ok().map(|a| a.status.as_u16()),
-                error: outcome.as_ref().err().map(|e| format!("{:?}", e.code())),
-                latency_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
-                at_ms: audit::epoch_ms(at),
-            });
+        if let Some(audited) = &audited {
+            let status = outcome.as_ref().ok().map(|a| a.status.as_u16());
+            let error = outcome.as_ref().err().map(|e| format!("{:?}", e.code()));
+            audited.record(attempt, status, error, started, at);
         }
-        // The breaker hears about the partner only: no answer or a 5xx is a failure, any other
-        // answer a success; a refused destination or an unusable token says nothing about it.
-        let healthy = match &outcome {
-            Ok(answer) => Some(!answer.status.is_server_error()),
-            Err(Error::Timeout { .. } | Error::Unreachable { .. }) => Some(false),
-            Err(Error::ResponseTooLarge { .. }) => Some(true),
-            Err(_) => None,
-        };
-        if let Some(healthy) = healthy
-            && connection.manners.breaker.record(healthy)
-        {
-            tracing::warn!(connection = connection.name, "circuit breaker opened");
-        }
+        tell_breaker(connection, &outcome);
         if let (Ok(answer), Some(current)) = (&outcome, &token)
             && answer.status == StatusCode::UNAUTHORIZED
             && !refreshed
@@ -161,23 +135,7 @@ pub(crate) async fn perform(
             allowed += 1;
             continue;
         }
-        let wait = match &outcome {
-            Ok(answer) if retry::retryable_status(answer.status.as_u16()) => {
-                match answer
-                    .header("retry-after")
-                    .and_then(|v| retry::retry_after(v, SystemTime::now()))
-                {
-                    Some(asked) if asked > policy.max_retry_after => None,
-                    Some(asked) => Some(asked),
-                    None => Some(retry::backoff(policy, attempt)),
-                }
-            }
-            Err(Error::Timeout { .. } | Error::Unreachable { .. }) => {
-                Some(retry::backoff(policy, attempt))
-            }
-            _ => None,
-        };
-        match wait {
+        match retry_wait(policy, attempt, &outcome) {
             Some(wait) if repeatable && attempt < allowed => {
                 tracing::info!(
                     connection = connection.name,
@@ -191,6 +149,82 @@ pub(crate) async fn perform(
             }
             _ => return outcome.map(|answer| answer.into_response(attempt)),
         }
+    }
+}
+
+/// What every audit record of one call shares.
+struct Audited<'a> {
+    audit: &'a Audit,
+    connection: &'a str,
+    method: &'a str,
+    url: String,
+    event_id: Option<&'a str>,
+    handler: Option<&'a str>,
+}
+
+impl Audited<'_> {
+    /// Records attempt number `attempt`, started at `started` (`at` on the wall clock).
+    fn record(
+        &self,
+        attempt: u32,
+        status: Option<u16>,
+        error: Option<String>,
+        started: Instant,
+        at: SystemTime,
+    ) {
+        self.audit.record(&audit::Record {
+            connection: self.connection,
+            method: self.method,
+            url: self.url.clone(),
+            attempt,
+            event_id: self.event_id,
+            handler: self.handler,
+            status,
+            error,
+            latency_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+            at_ms: audit::epoch_ms(at),
+        });
+    }
+}
+
+/// Tells the breaker about the partner only: no answer or a 5xx is a failure, any other answer
+/// a success; a refused destination or an unusable token says nothing about it.
+fn tell_breaker(connection: &Connection, outcome: &Result<Answer, Error>) {
+    let healthy = match outcome {
+        Ok(answer) => Some(!answer.status.is_server_error()),
+        Err(Error::Timeout { .. } | Error::Unreachable { .. }) => Some(false),
+        Err(Error::ResponseTooLarge { .. }) => Some(true),
+        Err(_) => None,
+    };
+    if let Some(healthy) = healthy
+        && connection.manners.breaker.record(healthy)
+    {
+        tracing::warn!(connection = connection.name, "circuit breaker opened");
+    }
+}
+
+/// How long to wait before retrying after `outcome`, `None` when it is not retried: the
+/// partner's `Retry-After` up to the policy's cap (a longer one ends the call), else backoff.
+fn retry_wait(
+    policy: &hookyard_core::config::Retry,
+    attempt: u32,
+    outcome: &Result<Answer, Error>,
+) -> Option<Duration> {
+    match outcome {
+        Ok(answer) if retry::retryable_status(answer.status.as_u16()) => {
+            match answer
+                .header("retry-after")
+                .and_then(|v| retry::retry_after(v, SystemTime::now()))
+            {
+                Some(asked) if asked > policy.max_retry_after => None,
+                Some(asked) => Some(asked),
+                None => Some(retry::backoff(policy, attempt)),
+            }
+        }
+        Err(Error::Timeout { .. } | Error::Unreachable { .. }) => {
+            Some(retry::backoff(policy, attempt))
+        }
+        _ => None,
     }
 }
 
