@@ -107,7 +107,8 @@ impl Stack {
         };
         let sd = shutdown.clone();
         // Audited, so the admin API can show every outbound attempt of an event.
-        let audit = hookyard_egress::Audit::start(nats.client().await?, &topology).await?;
+        let audit =
+            hookyard_egress::Audit::start(nats.client().await?, &topology, shutdown.clone());
         tasks.push(spawn(
             "egress",
             Box::pin(

@@ -5,16 +5,21 @@
 //!
 //! Best effort: records go through a bounded queue to one publishing task; a full queue or a
 //! failed publish drops the record with a warning and never fails or slows a call.
+//!
+//! Start-up never waits for NATS: the publishing task creates or updates the stream with
+//! backoff until JetStream answers (NATS may start after egress), and only then publishes.
+//! Records of calls made meanwhile wait in the queue, so they are stored once the stream
+//! exists, as long as the queue does not fill. [`Audit::ready`] says when the stream is set up;
+//! egress reports NOT_SERVING until then.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
 use hookyard_core::streams::Topology;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use url::Url;
-
-use crate::Error;
 
 /// Records waiting to be published; more are dropped.
 const QUEUE: usize = 4096;
@@ -27,18 +32,31 @@ pub use hookyard_core::redact::REDACTED;
 pub struct Audit {
     queue: mpsc::Sender<(String, Vec<u8>)>,
     topology: Topology,
+    ready: watch::Receiver<bool>,
 }
 
 impl Audit {
-    /// Creates or updates the audit stream on `client` and starts the publishing task.
-    pub async fn start(client: async_nats::Client, topology: &Topology) -> Result<Self, Error> {
+    /// Starts the publishing task, which first creates or updates the audit stream on `client`,
+    /// retrying until it succeeds or `stop` is cancelled.
+    pub fn start(client: async_nats::Client, topology: &Topology, stop: CancellationToken) -> Self {
         let js = jetstream::new(client);
-        topology
-            .ensure_audit(&js)
-            .await
-            .map_err(|e| Error::Audit(e.to_string()))?;
         let (queue, mut records) = mpsc::channel::<(String, Vec<u8>)>(QUEUE);
+        let (set_ready, ready) = watch::channel(false);
+        let setup = topology.clone();
         tokio::spawn(async move {
+            let created = hookyard_core::retry::until_ok(
+                &stop,
+                || setup.ensure_audit(&js),
+                |attempt, error: &hookyard_core::streams::StreamSetupError| {
+                    tracing::warn!(attempt, %error, "audit stream not ready, retrying");
+                },
+            )
+            .await;
+            if created.is_none() {
+                return;
+            }
+            tracing::info!(stream = %setup.audit_stream(), "audit stream ready");
+            set_ready.send_replace(true);
             while let Some((subject, record)) = records.recv().await {
                 let published = match js.publish(subject, record.into()).await {
                     Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
@@ -49,10 +67,20 @@ impl Audit {
                 }
             }
         });
-        Ok(Self {
+        Self {
             queue,
             topology: topology.clone(),
-        })
+            ready,
+        }
+    }
+
+    /// Waits until the audit stream is set up; returns at once when it is. Never returns when
+    /// the publishing task was stopped before.
+    pub async fn ready(&self) {
+        let mut ready = self.ready.clone();
+        if ready.wait_for(|ready| *ready).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     pub(crate) fn record(&self, record: &Record<'_>) {

@@ -123,9 +123,6 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
-    /// The audit stream could not be set up.
-    #[error("cannot set up the audit stream: {0}")]
-    Audit(String),
     /// The gRPC server failed.
     #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
@@ -165,7 +162,6 @@ impl Error {
             | Self::HttpClient { .. }
             | Self::AllowPrivate(_)
             | Self::Tls { .. }
-            | Self::Audit(_)
             | Self::Serve(_) => Code::Internal,
         }
     }

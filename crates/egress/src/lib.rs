@@ -42,7 +42,9 @@
 //! - Audit: with [`run_audited`], one JSON record per attempt on
 //!   `<prefix>.audit.egress.<connection>.<event id>`
 //!   (stream `HOOKYARD_AUDIT`) through a bounded queue; a full queue or failed publish drops the
-//!   record with a warning and never fails a call. URLs are recorded with user info, the
+//!   record with a warning and never fails a call. Egress starts without NATS: the stream is
+//!   set up with backoff in the background, calls are served meanwhile (their records wait in
+//!   the queue) and the gRPC health is NOT_SERVING until it exists. URLs are recorded with user info, the
 //!   `query` auth parameter and secret-looking query values redacted; header values and bodies
 //!   never. The event id is `CallRequest.event_id`, else the idempotency key before its `:`.
 //! - Paths must start with `/`, be printable ASCII (percent-encode the rest) and contain no `\`,
@@ -114,7 +116,8 @@ pub async fn run(
     serve(settings, None, listener, shutdown).await
 }
 
-/// Like [`run`], recording every outbound attempt to `audit` (see [`Audit::start`]).
+/// Like [`run`], recording every outbound attempt to `audit` (see [`Audit::start`]). Reports
+/// NOT_SERVING until the audit stream is set up.
 pub async fn run_audited(
     settings: Settings,
     audit: Audit,
@@ -133,7 +136,21 @@ async fn serve(
     let connections = connection::Connections::new(&settings.integration)?;
     let tokens = token::Tokens::new(settings.token_endpoint.as_deref(), &connections)?;
     let (reporter, health) = hookyard_core::health::service();
-    hookyard_core::health::set_serving(&reporter, true).await;
+    match &audit {
+        None => hookyard_core::health::set_serving(&reporter, true).await,
+        // Calls are served meanwhile (their records wait in the audit queue), but egress is
+        // not ready until it can keep the records it promises.
+        Some(audit) => {
+            hookyard_core::health::set_serving(&reporter, false).await;
+            let (audit, reporter, stop) = (audit.clone(), reporter.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = audit.ready() => hookyard_core::health::set_serving(&reporter, true).await,
+                }
+            });
+        }
+    }
     tracing::info!(
         address = ?listener.local_addr().ok(),
         connections = connections.len(),

@@ -84,9 +84,7 @@ async fn serve(cli: &Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
         .await
         .context("failed to connect to nats")?;
     let topology = hookyard_core::streams::Topology::new(&cli.common.namespace);
-    let audit = hookyard_egress::Audit::start(nats, &topology)
-        .await
-        .context("failed to start the audit")?;
+    let audit = hookyard_egress::Audit::start(nats, &topology, shutdown.clone());
     let run = hookyard_egress::run_audited(settings, audit, listener, shutdown.clone());
     service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
         .await

@@ -385,6 +385,7 @@ impl PublishError {
                 description: description.clone(),
             },
             Self::Overloaded => Self::Overloaded,
+            Self::StoreFull => Self::StoreFull,
             Self::Stopped => Self::Stopped,
         }
     }

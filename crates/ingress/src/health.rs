@@ -2,7 +2,9 @@
 //! listener, and the background task that creates `HOOKYARD_IN` and the `HOOKYARD_DEDUP`
 //! bucket and keeps readiness current.
 //!
-//! Ready means the NATS client is connected and both the in stream and the dedup bucket exist.
+//! Ready means the NATS client is connected, both the in stream and the dedup bucket exist,
+//! and the store is not known to be full ([`Capacity`]: a publish refused for lack of space
+//! makes ingress not ready at once; this task probes for freed space and makes it ready again).
 //! Start-up never waits for any of it: a task tries `Topology::ensure_in` and
 //! `Topology::ensure_dedup` with backoff until they succeed (and again if either later
 //! disappears), hands the bucket to [`Dedup`], and flips the gRPC status between SERVING and NOT_SERVING as
@@ -19,12 +21,12 @@ use tonic::server::NamedService;
 use tonic_health::server::HealthReporter;
 use tower::ServiceExt;
 
-use crate::dedup::Dedup;
+use crate::{capacity::Capacity, dedup::Dedup};
 
 /// Liveness path: 200 while the process runs.
 pub const HEALTHZ: &str = "/healthz";
-/// Readiness path: 200 when NATS is connected and the in stream and dedup bucket exist, else
-/// 503.
+/// Readiness path: 200 when NATS is connected, the in stream and dedup bucket exist and the
+/// store has room, else 503.
 pub const READYZ: &str = "/readyz";
 /// Path prefix of the gRPC health service.
 pub const GRPC_HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
@@ -45,16 +47,23 @@ pub(crate) struct Readiness {
     js: jetstream::Context,
     topology: Topology,
     dedup: Arc<Dedup>,
+    capacity: Arc<Capacity>,
 }
 
 impl Readiness {
-    pub(crate) fn new(client: async_nats::Client, topology: Topology, dedup: Arc<Dedup>) -> Self {
+    pub(crate) fn new(
+        client: async_nats::Client,
+        topology: Topology,
+        dedup: Arc<Dedup>,
+        capacity: Arc<Capacity>,
+    ) -> Self {
         let js = jetstream::new(client.clone());
         Self {
             client,
             js,
             topology,
             dedup,
+            capacity,
         }
     }
 
@@ -62,10 +71,11 @@ impl Readiness {
         self.client.connection_state() == State::Connected
     }
 
-    /// Connected, the in stream and the dedup bucket exist (asked of the server now), and the
-    /// bucket's handle is known to request handling.
+    /// Connected, the store not known to be full, the in stream and the dedup bucket exist
+    /// (asked of the server now), and the bucket's handle is known to request handling.
     pub(crate) async fn is_ready(&self) -> bool {
         self.connected()
+            && !self.capacity.is_full()
             && self.dedup.has_store()
             && self.exists(self.topology.in_stream()).await
             && self.exists(self.topology.dedup_stream()).await
@@ -78,12 +88,18 @@ impl Readiness {
         )
     }
 
-    /// Like [`Readiness::is_ready`], creating the stream and the bucket when missing.
+    /// Like [`Readiness::is_ready`], creating the stream and the bucket when missing and
+    /// probing a full store for room.
     async fn ensure_ready(&self) -> bool {
+        if self.connected() {
+            self.capacity
+                .probe(&self.js, &self.topology.in_stream())
+                .await;
+        }
         if self.is_ready().await {
             return true;
         }
-        if !self.connected() {
+        if !self.connected() || self.capacity.is_full() {
             return false;
         }
         match tokio::time::timeout(ENSURE_TIMEOUT, self.topology.ensure_in(&self.js)).await {
@@ -149,6 +165,8 @@ pub(crate) async fn keep_ready(
         tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep(pause) => {}
+            // A refusal for lack of space is reported at once, not at the next check.
+            () = readiness.capacity.filled(), if ready => {}
         }
     }
     hookyard_core::health::set_serving(&reporter, false).await;

@@ -21,6 +21,8 @@
 //! - [`publish`]: handing an event to the batcher and the bounded wait for its ack;
 //! - `batch`: group commit, the one task publishing waiting events as atomic JetStream batches;
 //! - `health`: readiness, the background task creating the stream and bucket, health endpoints;
+//! - `capacity`: whether JetStream has room, learnt from refused publishes and probed for
+//!   freed space;
 //! - `routes`: the router and the webhook handler;
 //! - [`framing`]: the HTTP/1 `Host` and `Transfer-Encoding` rules, answered 400 before routing;
 //! - `reply`: the answer to an accepted event — the source's templated `reply`, or in `sync`
@@ -67,7 +69,12 @@
 //!   bounded by the publish timeout.
 //! - **Start-up never waits for NATS.** A background task creates the stream and the dedup
 //!   bucket with backoff (and recreates them if they disappear); readiness and gRPC health
-//!   report whether events can be stored (NATS connected, stream and bucket present).
+//!   report whether events can be stored (NATS connected, stream and bucket present, store not
+//!   full). A publish refused for lack of space makes ingress not ready at once and every
+//!   request a 503 with `Retry-After` without a publish, until the probe sees space freed (the
+//!   in stream or the account's storage shrank, or the stream's cap grew; at the latest after
+//!   30 s writes are tried again). A lost connection is checked on every request, so events
+//!   are accepted again as soon as the client has reconnected.
 //! - **Reserved paths.** `/healthz`, `/readyz`, `/metrics` and `/grpc.health.v1.Health/*` belong to ingress.
 //!   A source configured on one of them, or two sources on one path, make [`run`] fail with
 //!   [`Error::PathConflict`] rather than silently shadowing a route.
@@ -115,6 +122,7 @@ mod access;
 pub mod auth;
 mod batch;
 mod body;
+mod capacity;
 mod dedup;
 pub mod error;
 mod event;
@@ -201,10 +209,12 @@ pub async fn run(
         settings.nats.clone(),
         settings.publish_timeout,
     ));
+    let capacity = Arc::new(capacity::Capacity::default());
     let readiness = Arc::new(health::Readiness::new(
         settings.nats.clone(),
         settings.topology.clone(),
         dedup.clone(),
+        capacity.clone(),
     ));
     let stop = shutdown.child_token();
     let keeper = tokio::spawn(health::keep_ready(
@@ -222,6 +232,7 @@ pub async fn run(
             settings.nats.clone(),
             settings.publish_timeout,
             settings.batch,
+            capacity,
         ),
         dedup,
         topology: settings.topology,

@@ -10,14 +10,20 @@
 //! [`crate::batch`]) through a bounded queue and wait for its answer. The batcher groups what
 //! arrives together into one atomic JetStream batch (group commit) and answers every request
 //! of the batch with the batch's outcome.
+//!
+//! A refusal for lack of space marks the store full ([`crate::capacity`]); while it is, events
+//! are refused at once with [`PublishError::StoreFull`] rather than sent to the same refusal.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, context::PublishErrorKind, publish::PublishAck};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batch::{self, Pending};
+use crate::{
+    batch::{self, Pending},
+    capacity::Capacity,
+};
 
 /// Why an event was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +65,9 @@ pub enum PublishError {
     /// [`BatchSettings::queue`] allows.
     #[error("too many events waiting to be stored")]
     Overloaded,
+    /// A recent publish was refused for lack of space and none has been freed since.
+    #[error("the jetstream store is full")]
+    StoreFull,
     /// The batcher task has stopped (ingress is shutting down).
     #[error("the publisher has stopped")]
     Stopped,
@@ -94,6 +103,7 @@ impl Default for BatchSettings {
 pub(crate) struct Publisher {
     queue: mpsc::Sender<Pending>,
     timeout: Duration,
+    capacity: Arc<Capacity>,
 }
 
 impl Publisher {
@@ -103,15 +113,37 @@ impl Publisher {
         client: async_nats::Client,
         timeout: Duration,
         batch: BatchSettings,
+        capacity: Arc<Capacity>,
     ) -> Self {
         let (queue, receiver) = mpsc::channel(batch.queue.max(1));
         tokio::spawn(batch::run(client, timeout, batch, receiver));
-        Self { queue, timeout }
+        Self {
+            queue,
+            timeout,
+            capacity,
+        }
     }
 
     /// Publishes `payload` to `subject` with `Nats-Msg-Id` set to the event id, and waits for
     /// the ack of the batch it goes out in.
     pub(crate) async fn publish(
+        &self,
+        subject: String,
+        event_id: &str,
+        source: &str,
+        payload: Bytes,
+    ) -> Result<PublishAck, PublishError> {
+        if self.capacity.is_full() {
+            return Err(PublishError::StoreFull);
+        }
+        let result = self.send(subject, event_id, source, payload).await;
+        if let Err(error) = &result {
+            self.capacity.observe(error);
+        }
+        result
+    }
+
+    async fn send(
         &self,
         subject: String,
         event_id: &str,
@@ -150,6 +182,7 @@ mod tests {
         let publisher = Publisher {
             queue,
             timeout: Duration::from_millis(200),
+            capacity: Arc::default(),
         };
         let waiting = publisher.publish("s".into(), "a", "src", Bytes::new());
         let refused = publisher.publish("s".into(), "b", "src", Bytes::new());

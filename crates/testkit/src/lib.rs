@@ -1,13 +1,16 @@
 //! Dev-only test harness: a real NATS JetStream server in a container, configured as in
 //! production, and small helpers to wait for conditions.
 //!
-//! Owns: [`Nats`] (start, stop, restart a `nats:<deploy/nats/VERSION>` container with
-//! `deploy/nats/nats-server.conf`), [`wait_for`], and [`lister`], a loopback partner whose list
-//! endpoint pages its records (for polling sources). It does not start hookyard services: tests
-//! start those in-process on port 0 through each service's `run`, so there is one copy of each
-//! service crate in a test binary.
+//! Owns: [`Nats`] (start — on a free or a given port, with `deploy/nats/nats-server.conf` or
+//! another configuration — stop and restart a `nats:<deploy/nats/VERSION>` container),
+//! [`wait_for`], [`lister`], a loopback partner whose list endpoint pages its records (for
+//! polling sources), and [`process`], a service binary run as a child process with its health
+//! probe. It does not build hookyard services: tests start those in-process on port 0 through
+//! each service's `run` (one copy of each service crate in a test binary), or start the
+//! binary Cargo built for the crate's tests (`CARGO_BIN_EXE_…`) when start-up is the subject.
 
 pub mod lister;
+pub mod process;
 
 use std::{future::Future, time::Duration};
 
@@ -44,11 +47,31 @@ fn free_port() -> anyhow::Result<u16> {
 impl Nats {
     /// Starts a fresh server with JetStream on file storage and `sync_interval: always`.
     pub async fn start() -> anyhow::Result<Self> {
-        let port = free_port()?;
+        Self::start_with(free_port()?, NATS_CONF).await
+    }
+
+    /// [`Nats::start`] on loopback port `port`, e.g. one a service was told to use before
+    /// any server listened on it.
+    pub async fn start_on(port: u16) -> anyhow::Result<Self> {
+        Self::start_with(port, NATS_CONF).await
+    }
+
+    /// A server with configuration file `conf` instead of the production one, e.g.
+    /// [`Nats::production_conf`] with a smaller `max_file_store`.
+    pub async fn start_with_conf(conf: &str) -> anyhow::Result<Self> {
+        Self::start_with(free_port()?, conf).await
+    }
+
+    /// The production configuration file (`deploy/nats/nats-server.conf`).
+    pub fn production_conf() -> &'static str {
+        NATS_CONF
+    }
+
+    async fn start_with(port: u16, conf: &str) -> anyhow::Result<Self> {
         let container = GenericImage::new("nats", nats_tag())
             .with_exposed_port(4222.tcp())
             .with_wait_for(WaitFor::message_on_stderr("Server is ready"))
-            .with_copy_to("/etc/nats/hookyard.conf", NATS_CONF.as_bytes().to_vec())
+            .with_copy_to("/etc/nats/hookyard.conf", conf.as_bytes().to_vec())
             .with_cmd(["--config", "/etc/nats/hookyard.conf"])
             .with_mapped_port(port, 4222.tcp())
             .with_startup_timeout(Duration::from_secs(30))
@@ -63,6 +86,11 @@ impl Nats {
         let nats = Self { container, port };
         nats.wait_ready(Duration::from_secs(30)).await?;
         Ok(nats)
+    }
+
+    /// A free loopback port, for a server started later with [`Nats::start_on`].
+    pub fn free_port() -> anyhow::Result<u16> {
+        free_port()
     }
 
     /// `nats://127.0.0.1:<port>`.

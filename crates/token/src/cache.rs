@@ -10,7 +10,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -67,17 +67,27 @@ pub(crate) struct Tokens {
     slots: BTreeMap<String, Slot>,
     /// Connections that exist but use another kind of auth.
     others: BTreeSet<String>,
-    /// Where tokens are kept across restarts and replicas; `None`: memory only.
-    store: Option<Arc<Store>>,
+    /// Where tokens are kept across restarts and replicas.
+    keeping: Keeping,
     policy: Policy,
 }
 
+/// Where tokens are kept.
+enum Keeping {
+    /// In this process only.
+    Memory,
+    /// In the token store, once it is open (see [`Tokens::open_store`]); until then every
+    /// request fails with [`Error::StoreNotReady`].
+    Store(OnceLock<Arc<Store>>),
+}
+
 impl Tokens {
-    /// Tokens kept in `store` when given, else in memory (then authorization code connections
-    /// are refused at start).
+    /// Tokens kept in the token store when `stored` (handed over later with
+    /// [`Self::open_store`]), else in memory (then authorization code connections are refused
+    /// at start).
     pub(crate) fn new(
         integration: &Integration,
-        store: Option<Arc<Store>>,
+        stored: bool,
         policy: Policy,
     ) -> Result<Self, Error> {
         let http = crate::grant::http_client()?;
@@ -86,7 +96,7 @@ impl Tokens {
         for (name, connection) in &integration.connections {
             match Grant::new(name, &connection.auth, http.clone())? {
                 Some(grant) => {
-                    if store.is_none() && matches!(grant.kind(), Kind::AuthorizationCode { .. }) {
+                    if !stored && matches!(grant.kind(), Kind::AuthorizationCode { .. }) {
                         return Err(Error::NeedsStore(name.clone()));
                     }
                     let slot = Slot {
@@ -104,14 +114,36 @@ impl Tokens {
         Ok(Self {
             slots,
             others,
-            store,
+            keeping: if stored {
+                Keeping::Store(OnceLock::new())
+            } else {
+                Keeping::Memory
+            },
             policy,
         })
     }
 
-    /// The token store, when there is one.
+    /// Hands over the opened token store; requests are served from it from now on.
+    pub(crate) fn open_store(&self, store: Arc<Store>) {
+        if let Keeping::Store(cell) = &self.keeping {
+            let _ = cell.set(store);
+        }
+    }
+
+    /// The token store, when there is one and it is open.
     pub(crate) fn store(&self) -> Option<&Arc<Store>> {
-        self.store.as_ref()
+        match &self.keeping {
+            Keeping::Memory => None,
+            Keeping::Store(cell) => cell.get(),
+        }
+    }
+
+    /// The open token store; `None` when tokens are kept in memory.
+    fn stored(&self) -> Result<Option<&Arc<Store>>, Error> {
+        match &self.keeping {
+            Keeping::Memory => Ok(None),
+            Keeping::Store(cell) => cell.get().map(Some).ok_or(Error::StoreNotReady),
+        }
     }
 
     /// The grant of `connection`.
@@ -147,7 +179,7 @@ impl Tokens {
     /// A token for `connection`: the cached one while fresh, else a new one.
     pub(crate) async fn get(&self, connection: &str) -> Result<Token, Arc<Error>> {
         let slot = self.slot(connection)?;
-        if let Some(store) = &self.store {
+        if let Some(store) = self.stored()? {
             return self.get_stored(slot, store).await;
         }
         let seen = slot.fetches.load(Ordering::Acquire);
@@ -218,8 +250,9 @@ impl Tokens {
         access_token: &str,
     ) -> Result<bool, Error> {
         let slot = self.slot(connection)?;
+        let stored = self.stored()?;
         let mut state = slot.state.lock().await;
-        if let Some(store) = &self.store {
+        if let Some(store) = stored {
             return flight::invalidate(store, connection, access_token).await;
         }
         let holds_it = state

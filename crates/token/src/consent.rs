@@ -58,12 +58,7 @@ enum Standing {
 
 async fn list(State(tokens): State<Arc<Tokens>>) -> Response {
     let Some(store) = tokens.store() else {
-        return Page::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "No token store",
-            "This token service runs without a token store.",
-        )
-        .into_response();
+        return store_down();
     };
     let mut rows = String::new();
     for grant in tokens.grants() {

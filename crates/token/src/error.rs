@@ -29,6 +29,9 @@ pub enum Error {
     /// Another replica holds the refresh lock and did not finish in time.
     #[error("another token service replica is renewing the token of connection {0}; try again")]
     Busy(String),
+    /// The token store is not open yet (NATS not reachable since the start).
+    #[error("token store is not open yet")]
+    StoreNotReady,
     /// The token bucket could not be read or written.
     #[error("token store failed to {what}")]
     Store {
@@ -130,6 +133,7 @@ impl Error {
             | Self::MalformedResponse { .. }
             | Self::BackingOff { .. }
             | Self::Busy(_)
+            | Self::StoreNotReady
             | Self::Store { .. } => Code::Unavailable,
             Self::Refused { .. }
             | Self::RefusedStatus { .. }

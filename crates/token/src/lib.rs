@@ -123,11 +123,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let tokens = cache::Tokens::new(&settings.integration, None, Policy::default())?;
-    serve(tokens, listener, None, shutdown).await
+    let tokens = Arc::new(cache::Tokens::new(
+        &settings.integration,
+        false,
+        Policy::default(),
+    )?);
+    serve(tokens, None, listener, None, shutdown).await
 }
 
 /// Like [`run`], with tokens in the token store, and the consent page on `consent` when given.
+/// Serves at once: until the token bucket is set up (NATS may start after the token service)
+/// the gRPC health is NOT_SERVING and token requests fail with `UNAVAILABLE`.
 pub async fn run_with_store(
     settings: Settings,
     store: StoreSettings,
@@ -135,9 +141,23 @@ pub async fn run_with_store(
     consent: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    // NATS may still be starting: the bucket is set up as soon as JetStream answers.
+    let tokens = Arc::new(cache::Tokens::new(
+        &settings.integration,
+        true,
+        store.policy.clone(),
+    )?);
+    serve(tokens, Some(store), listener, consent, shutdown).await
+}
+
+/// Opens the token store with backoff and hands it to `tokens`; true once it is open, false
+/// when `stop` came first.
+async fn open_store(
+    tokens: &cache::Tokens,
+    store: StoreSettings,
+    stop: &CancellationToken,
+) -> bool {
     let opened = hookyard_core::retry::until_ok(
-        &shutdown,
+        stop,
         || store::Store::open(store.nats.clone(), &store.topology, store.keys.clone()),
         |attempt, error: &Error| {
             tracing::warn!(
@@ -149,26 +169,34 @@ pub async fn run_with_store(
     )
     .await;
     let Some(opened) = opened else {
-        return Ok(());
+        return false;
     };
-    let tokens = cache::Tokens::new(&settings.integration, Some(Arc::new(opened)), store.policy)?;
-    serve(tokens, listener, consent, shutdown).await
+    tokens.open_store(Arc::new(opened));
+    tracing::info!("token store open");
+    true
 }
 
 async fn serve(
-    tokens: cache::Tokens,
+    tokens: Arc<cache::Tokens>,
+    store: Option<StoreSettings>,
     listener: TcpListener,
     consent: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let tokens = Arc::new(tokens);
     let (reporter, health) = hookyard_core::health::service();
-    hookyard_core::health::set_serving(&reporter, true).await;
+    hookyard_core::health::set_serving(&reporter, store.is_none()).await;
+    if let Some(store) = store {
+        let (tokens, reporter, stop) = (tokens.clone(), reporter.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if open_store(&tokens, store, &stop).await && !stop.is_cancelled() {
+                hookyard_core::health::set_serving(&reporter, true).await;
+            }
+        });
+    }
     tracing::info!(
         address = ?listener.local_addr().ok(),
         consent = ?consent.as_ref().and_then(|l| l.local_addr().ok()),
         connections = tokens.len(),
-        stored = tokens.store().is_some(),
         "token service listening"
     );
     let drain = shutdown.clone();

@@ -34,9 +34,7 @@ async fn every_attempt_is_recorded_without_secrets() {
     let client = nats.client().await.expect("client");
     let mut topology = Topology::new(&unique_namespace("eg"));
     topology.limits.audit_max_bytes = 16 * 1024 * 1024;
-    let audit = hookyard_egress::Audit::start(client.clone(), &topology)
-        .await
-        .expect("audit");
+    let audit = hookyard_egress::Audit::start(client.clone(), &topology, CancellationToken::new());
     let partner = MockServer::start().await;
     Mock::given(matchers::path("/orders"))
         .respond_with(ResponseTemplate::new(503))

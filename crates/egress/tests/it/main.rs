@@ -9,6 +9,7 @@ mod failures;
 mod requests;
 mod retries;
 mod ssrf;
+mod startup;
 mod tls;
 
 use std::{collections::BTreeMap, sync::Arc};

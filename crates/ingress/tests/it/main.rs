@@ -13,5 +13,6 @@ mod handshake;
 mod hostile;
 mod metrics;
 mod polling;
+mod readiness;
 mod refuse;
 mod signature;

@@ -11,6 +11,7 @@ mod encryption;
 mod grant;
 mod refresh;
 mod replicas;
+mod startup;
 mod stored;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};

@@ -119,7 +119,19 @@ impl Stored {
             Some(ports.consent),
             shutdown.clone(),
         ));
-        let client = TokenServiceClient::connect(format!("http://{address}"))
+        // The service answers at once but serves tokens only once its bucket is set up.
+        let endpoint = format!("http://{address}");
+        hookyard_testkit::wait_for(Duration::from_secs(30), "token store open", || {
+            let endpoint = endpoint.clone();
+            async move {
+                hookyard_core::health::probe(&endpoint, Duration::from_secs(2))
+                    .await
+                    .is_ok()
+            }
+        })
+        .await
+        .expect("token service serving");
+        let client = TokenServiceClient::connect(endpoint)
             .await
             .expect("connect");
         Self {
