@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not baked in when it is compiled: a build directory shared by
+    // several checkouts may reuse one compiled script for all of them.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "hookyard/event/v1/event.proto",
         "hookyard/egress/v1/egress.proto",
