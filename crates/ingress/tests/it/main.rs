@@ -9,6 +9,7 @@ mod availability;
 mod batch;
 mod dedup;
 mod framing;
+mod fuzz;
 mod handshake;
 mod hostile;
 mod metrics;
