@@ -518,4 +518,41 @@ c = "y""#
             .is_err()
         );
     }
+
+    mod fuzz {
+        //! Expression input from anywhere: every filter kind over arbitrary bytes, JSON-like
+        //! text and nesting far past the bound either evaluates or fails with an error.
+        use super::*;
+        use proptest::{collection::vec, prelude::*, sample::select};
+
+        fn bodies() -> impl Strategy<Value = Vec<u8>> {
+            let jsonish = vec(
+                select(vec![
+                    b'{', b'}', b'[', b']', b'"', b':', b',', b'\\', b'1', b'a', b' ',
+                ]),
+                0..300,
+            );
+            let nested = (0usize..300_000, any::<bool>()).prop_map(|(depth, object)| {
+                let (open, close) = if object { ("{\"a\":", "}") } else { ("[", "]") };
+                format!("{}1{}", open.repeat(depth), close.repeat(depth)).into_bytes()
+            });
+            prop_oneof![vec(any::<u8>(), 0..300), jsonish, nested]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+            #[test]
+            fn every_filter_over_any_body_evaluates_or_errs(
+                body in bodies(),
+                filter in select(vec![".", ".a", ".[0]", "..", "tostring", ".a.a.a", "[.[]?]", "keys?", "$event.headers"]),
+                header in vec(any::<u8>(), 0..40),
+            ) {
+                let headers = [Header { name: "X-Id".to_owned(), value: header }];
+                let input = Input::new(&headers, &body, serde_json::json!({ "source": "s" }));
+                let _ = jq(filter).eval_string(&input);
+                let _ = jq(filter).eval_body(&input);
+                let _ = Expr::Header("x-id".to_owned()).eval_string(&input);
+            }
+        }
+    }
 }
