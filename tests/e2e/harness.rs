@@ -104,6 +104,7 @@ impl Stack {
         let s = hookyard_egress::Settings {
             integration: integration.clone(),
             token_endpoint: Some(token_url.clone()),
+            reload: None,
         };
         let sd = shutdown.clone();
         // Audited, so the admin API can show every outbound attempt of an event.

@@ -224,6 +224,10 @@ async fn run_dev(dev: Dev, integration: Arc<Integration>) -> anyhow::Result<()> 
     let egress = hookyard_egress::Settings {
         integration: integration.clone(),
         token_endpoint: Some(token_endpoint),
+        reload: Some(hookyard_core::reload::Reload {
+            path: dev.file.clone(),
+            interval: hookyard_core::reload::Reload::DEFAULT_INTERVAL,
+        }),
     };
     let (l, sd) = (bind(dev.egress_listen).await?, shutdown.clone());
     tasks.spawn(async move { hookyard_egress::run(egress, l, sd).await.context("egress") });

@@ -14,6 +14,7 @@
 //! - [`shutdown`] and [`telemetry`]: SIGTERM/SIGINT handling and structured logs;
 //! - [`service`]: what every binary's `main` does around `run` (`healthcheck`, loading the
 //!   integration file, draining within the shutdown grace, the exit code);
+//! - [`reload`]: re-reading the integration file while a service runs (router, egress);
 //! - [`retry`]: retrying start-up steps (stream and consumer setup) until NATS answers;
 //! - [`pull`]: the bounded-concurrency pull loop over a JetStream consumer (router, worker);
 //! - [`redact`]: which header values and query parameters of a stored request are hidden from
@@ -32,6 +33,7 @@ pub mod json;
 pub mod metrics;
 pub mod pull;
 pub mod redact;
+pub mod reload;
 pub mod retry;
 pub mod service;
 pub mod settings;

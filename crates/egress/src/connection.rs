@@ -52,6 +52,32 @@ impl Connection {
 /// Every connection of the integration file, by name.
 pub(crate) struct Connections(BTreeMap<String, Connection>);
 
+/// The connections in use, replaced whole when the integration file is reloaded; a call holds
+/// the set it started with to its end.
+pub(crate) struct Live(std::sync::RwLock<Arc<Connections>>);
+
+impl Live {
+    pub(crate) fn new(connections: Connections) -> Self {
+        Self(std::sync::RwLock::new(Arc::new(connections)))
+    }
+
+    /// A snapshot; the lock is held only to clone the `Arc`.
+    pub(crate) fn current(&self) -> Arc<Connections> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes `connections` the set every call started from now on uses.
+    pub(crate) fn replace(&self, connections: Connections) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(connections);
+    }
+}
+
 impl Connections {
     pub(crate) fn new(integration: &Integration) -> Result<Self, Error> {
         let mut connections = BTreeMap::new();

@@ -104,6 +104,9 @@ pub struct Settings {
     /// gRPC endpoint of the token service, e.g. `http://127.0.0.1:50053`; required when a
     /// connection uses `oauth2_client_credentials`.
     pub token_endpoint: Option<String>,
+    /// Where to reload the integration file from while running, so a connection added to it
+    /// is served without a restart; `None` never reloads.
+    pub reload: Option<hookyard_core::reload::Reload>,
 }
 
 /// Serves `EgressService` and `grpc.health.v1` on `listener` until `shutdown` is cancelled,
@@ -135,6 +138,16 @@ async fn serve(
 ) -> Result<(), Error> {
     let connections = connection::Connections::new(&settings.integration)?;
     let tokens = token::Tokens::new(settings.token_endpoint.as_deref(), &connections)?;
+    let count = connections.len();
+    let connections = Arc::new(connection::Live::new(connections));
+    if let Some(reload) = settings.reload.clone() {
+        tokio::spawn(watch(
+            reload,
+            connections.clone(),
+            settings.token_endpoint.is_some(),
+            shutdown.clone(),
+        ));
+    }
     let (reporter, health) = hookyard_core::health::service();
     match &audit {
         None => hookyard_core::health::set_serving(&reporter, true).await,
@@ -153,7 +166,7 @@ async fn serve(
     }
     tracing::info!(
         address = ?listener.local_addr().ok(),
-        connections = connections.len(),
+        connections = count,
         "egress listening"
     );
     let signal = async move {
@@ -174,4 +187,26 @@ async fn serve(
     )
     .await
     .map_err(Error::Serve)
+}
+
+/// Replaces the connections whenever the integration file changes and every connection in it
+/// can be built; otherwise the current ones stay (the watcher logs why). Circuit breakers and
+/// rate limits start afresh with the new set.
+async fn watch(
+    reload: hookyard_core::reload::Reload,
+    live: Arc<connection::Live>,
+    has_token_endpoint: bool,
+    stop: CancellationToken,
+) {
+    let scope = hookyard_core::config::SecretScope::Connections;
+    hookyard_core::reload::watch(reload, scope, stop, |integration| {
+        let connections =
+            connection::Connections::new(&integration).map_err(|error| error.chain())?;
+        if !has_token_endpoint && let Some(name) = connections.oauth2().next() {
+            return Err(Error::NoTokenEndpoint(name.to_owned()).to_string());
+        }
+        live.replace(connections);
+        Ok(())
+    })
+    .await;
 }

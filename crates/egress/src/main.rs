@@ -27,6 +27,15 @@ struct Cli {
         default_value = "http://127.0.0.1:50053"
     )]
     token_endpoint: String,
+    /// How often the integration file is checked for changes, so a connection added to it is
+    /// served without a restart (e.g. `500ms`, `2s`); `0s` never reloads.
+    #[arg(
+        long,
+        env = "HOOKYARD_EGRESS_RELOAD_INTERVAL",
+        default_value = "2s",
+        value_parser = humantime::parse_duration
+    )]
+    reload_interval: Duration,
     /// Record every outbound attempt in the JetStream stream HOOKYARD_AUDIT (subject
     /// `hookyard.audit.egress.<connection>.<event id>`) on the NATS at --nats-url; best effort, never fails a call.
     #[arg(long, env = "HOOKYARD_EGRESS_AUDIT", default_value_t = false)]
@@ -73,6 +82,10 @@ async fn serve(cli: &Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
     let settings = hookyard_egress::Settings {
         integration,
         token_endpoint: Some(cli.token_endpoint.clone()),
+        reload: (!cli.reload_interval.is_zero()).then(|| hookyard_core::reload::Reload {
+            path: cli.common.config.clone(),
+            interval: cli.reload_interval,
+        }),
     };
     if !cli.audit {
         let run = hookyard_egress::run(settings, listener, shutdown.clone());

@@ -8,14 +8,14 @@ use hookyard_proto::egress::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{audit::Audit, call, connection::Connections, metrics::Metrics, token::Tokens};
+use crate::{audit::Audit, call, connection::Live, metrics::Metrics, token::Tokens};
 
 /// Largest body excerpt a connection test returns.
 const EXCERPT_BYTES: usize = 2048;
 
 /// Makes partner calls on the configured connections.
 pub(crate) struct EgressApi {
-    connections: Connections,
+    connections: Arc<Live>,
     tokens: Tokens,
     audit: Option<Audit>,
     metrics: Arc<Metrics>,
@@ -23,7 +23,7 @@ pub(crate) struct EgressApi {
 
 impl EgressApi {
     pub(crate) fn new(
-        connections: Connections,
+        connections: Arc<Live>,
         tokens: Tokens,
         audit: Option<Audit>,
         metrics: Arc<Metrics>,
@@ -51,7 +51,8 @@ impl EgressService for EgressApi {
         let name = call.connection.clone();
         let method = call.method.clone();
         let started = Instant::now();
-        let outcome = match self.connections.get(&name) {
+        let connections = self.connections.current();
+        let outcome = match connections.get(&name) {
             Ok(connection) => call::perform(connection, &self.services(), call, None).await,
             Err(error) => Err(error),
         };
@@ -89,8 +90,8 @@ impl EgressService for EgressApi {
         request: Request<TestConnectionRequest>,
     ) -> Result<Response<TestConnectionResponse>, Status> {
         let test = request.into_inner();
-        let connection = self
-            .connections
+        let connections = self.connections.current();
+        let connection = connections
             .get(&test.connection)
             .map_err(|e| Status::from(&e))?;
         let or = |text: String, default: &str| {

@@ -74,16 +74,17 @@ pub mod admin;
 mod consume;
 mod metrics;
 mod publish;
-mod reload;
 pub mod route;
 mod table;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 pub(crate) use hookyard_core::telemetry::report;
 use hookyard_core::{
-    Integration, health, retry,
+    Integration,
+    config::SecretScope,
+    health, retry,
     streams::{StreamSetupError, Topology},
 };
 use tokio::net::TcpListener;
@@ -122,18 +123,7 @@ pub struct Settings {
 }
 
 /// Reloading the integration file while the router runs (see the crate docs).
-#[derive(Debug, Clone)]
-pub struct Reload {
-    /// The integration file to watch, normally the one `integration` was loaded from.
-    pub path: PathBuf,
-    /// How often the file is read and compared with the last content seen; zero never reloads.
-    pub interval: Duration,
-}
-
-impl Reload {
-    /// The interval `hookyard-router` uses unless told otherwise.
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
-}
+pub use hookyard_core::reload::Reload;
 
 /// Errors of the router.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +186,12 @@ pub async fn run(
     // picked up as well; it stops with the service.
     let watch = async {
         if let Some(reload) = settings.reload.clone() {
-            reload::watch(reload, table.clone(), stop.clone()).await;
+            let table = table.clone();
+            hookyard_core::reload::watch(reload, SecretScope::None, stop.clone(), move |i| {
+                table.replace(i);
+                Ok(())
+            })
+            .await;
         }
     };
 

@@ -33,6 +33,7 @@ async fn egress(text: &str) -> (SocketAddr, tokio_util::sync::DropGuard) {
     let settings = hookyard_egress::Settings {
         integration: Arc::new(integration),
         token_endpoint: None,
+        reload: None,
     };
     tokio::spawn(hookyard_egress::run(settings, listener, shutdown.clone()));
     (address, shutdown.drop_guard())

@@ -107,6 +107,7 @@ async fn oauth2_connection_without_token_endpoint_fails_at_start() {
     let settings = hookyard_egress::Settings {
         integration,
         token_endpoint: None,
+        reload: None,
     };
 
     let result = hookyard_egress::run(settings, listener, CancellationToken::new()).await;

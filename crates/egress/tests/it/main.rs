@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod connection_test;
 mod failures;
+mod reload;
 mod requests;
 mod retries;
 mod ssrf;
@@ -147,6 +148,7 @@ impl Services {
         let settings = hookyard_egress::Settings {
             integration,
             token_endpoint,
+            reload: None,
         };
         match audit {
             Some(audit) => tokio::spawn(hookyard_egress::run_audited(

@@ -207,6 +207,7 @@ async fn an_unreadable_ca_or_a_bad_key_fails_at_start() {
         let settings = hookyard_egress::Settings {
             integration: integration(&config),
             token_endpoint: None,
+            reload: None,
         };
         let result = hookyard_egress::run(settings, listener, CancellationToken::new()).await;
         assert!(

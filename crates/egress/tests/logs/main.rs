@@ -128,6 +128,7 @@ async fn services(
     let settings = hookyard_egress::Settings {
         integration,
         token_endpoint: Some(token_endpoint),
+        reload: None,
     };
     tokio::spawn(hookyard_egress::run(settings, listener, shutdown.clone()));
     let client = EgressServiceClient::connect(format!("http://{address}"))

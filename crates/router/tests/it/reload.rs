@@ -215,7 +215,11 @@ impl Warnings {
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         let meta = event.metadata();
-        if *meta.level() != tracing::Level::WARN || !meta.target().starts_with("hookyard_router") {
+        // The router's own lines and those of the file watcher it runs.
+        let ours = ["hookyard_router", "hookyard_core::reload"];
+        if *meta.level() != tracing::Level::WARN
+            || !ours.iter().any(|t| meta.target().starts_with(t))
+        {
             return;
         }
         let mut path = PathField(None);

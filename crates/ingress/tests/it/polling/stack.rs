@@ -63,6 +63,7 @@ impl Stack {
         let settings = hookyard_egress::Settings {
             integration: integration.clone(),
             token_endpoint: None,
+            reload: None,
         };
         tokio::spawn(hookyard_egress::run(settings, egress_l, shutdown.clone()));
         let (router_l, _) = listener().await?;

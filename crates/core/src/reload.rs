@@ -1,6 +1,11 @@
-//! Reloading the integration file while the router runs: the file is read every interval and,
-//! when its content changed and it is valid, replaces the route table for the events routed
-//! from then on. An invalid file is reported and the current table kept until the next change.
+//! Reloading the integration file while a service runs: the file is read every interval and,
+//! when its content changed and it is valid, handed to the service, which puts it in place for
+//! the work it starts from then on. An invalid file — or one the service cannot use — is
+//! reported and the current one kept until the next change.
+//!
+//! The content is compared, not the modification time, which a bind-mounted or `ConfigMap` file
+//! may keep; a new content is loaded once it has stayed the same for a moment, so a file
+//! overwritten in place is never loaded half written.
 
 use std::{
     hash::{DefaultHasher, Hash as _, Hasher as _},
@@ -9,25 +14,46 @@ use std::{
     time::Duration,
 };
 
-use hookyard_core::{
-    Integration,
-    config::{LoadError, SecretScope},
-};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::{Reload, report, table::Table};
+use crate::{
+    Integration,
+    config::{LoadError, SecretScope},
+    telemetry::report,
+};
+
+/// Where and how often to reload the integration file.
+#[derive(Debug, Clone)]
+pub struct Reload {
+    /// The integration file to watch, normally the one the service was started with.
+    pub path: std::path::PathBuf,
+    /// How often the file is read and compared with the last content seen; zero never reloads.
+    pub interval: Duration,
+}
+
+impl Reload {
+    /// The interval services use unless told otherwise.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+}
 
 /// How long a changed file must stay the same before it is loaded, at most: a file overwritten
 /// in place is briefly empty or half written, and either may well be a valid integration file.
 const SETTLE: Duration = Duration::from_millis(250);
 
-/// Watches `reload.path` until `stop` is cancelled, replacing `table` on every valid change.
+/// Watches `reload.path` until `stop` is cancelled, handing every valid change (its secrets
+/// resolved for `scope`) to `apply`; `apply` says why when the service cannot use it, and the
+/// current file stays in place.
 ///
-/// The first read happens at once and loads the file like any change: the table the router was
+/// The first read happens at once and loads the file like any change: the file the service was
 /// started with may have been read before an edit that this watcher would otherwise never see.
-pub(crate) async fn watch(reload: Reload, table: Arc<Table>, stop: CancellationToken) {
+pub async fn watch(
+    reload: Reload,
+    scope: SecretScope,
+    stop: CancellationToken,
+    mut apply: impl FnMut(Arc<Integration>) -> Result<(), String>,
+) {
     let Reload { path, interval } = reload;
     if interval.is_zero() {
         return;
@@ -66,22 +92,35 @@ pub(crate) async fn watch(reload: Reload, table: Arc<Table>, stop: CancellationT
             continue;
         }
         let first = seen.replace(digest).is_none();
-        match load(&text) {
+        match load(&text, scope) {
             Ok(integration) => {
-                let (routes, handlers) = (integration.routes.len(), integration.handlers.len());
-                if first {
-                    debug!(routes, handlers, "routes loaded by the watcher");
-                } else {
-                    info!(routes, handlers, "routes reloaded");
+                let (routes, handlers, connections) = (
+                    integration.routes.len(),
+                    integration.handlers.len(),
+                    integration.connections.len(),
+                );
+                match apply(Arc::new(integration)) {
+                    Ok(()) if first => {
+                        debug!(
+                            routes,
+                            handlers, connections, "integration file loaded by the watcher"
+                        );
+                    }
+                    // The router's line for its table; other services log the same change.
+                    Ok(()) => info!(routes, handlers, connections, "routes reloaded"),
+                    Err(reason) => warn!(
+                        path = %path_shown,
+                        %reason,
+                        "integration file cannot be used, keeping the current one"
+                    ),
                 }
-                table.replace(Arc::new(integration));
             }
             Err(error) => {
                 let problems = error.problems();
                 warn!(
                     path = %path_shown,
                     problems = problems.len(),
-                    "integration file is invalid, keeping the current routes"
+                    "integration file is invalid, keeping the current one"
                 );
                 for problem in problems {
                     warn!(
@@ -111,17 +150,17 @@ async fn read(path: &Path, unreadable: &mut bool) -> Option<String> {
                     path: path.display().to_string(),
                     source,
                 };
-                warn!(error = %report(&error), "cannot read the integration file, keeping the current routes");
+                warn!(error = %report(&error), "cannot read the integration file, keeping the current one");
             }
             None
         }
     }
 }
 
-/// Parses the text read, as [`Integration::load_scoped`] with [`SecretScope::None`] does, so the
-/// table loaded is exactly the content whose digest is remembered.
-fn load(text: &str) -> Result<Integration, LoadError> {
-    Integration::parse_scoped(text, &|name| std::env::var(name).ok(), SecretScope::None)
+/// Parses the text read, as [`Integration::load_scoped`] does, so the file loaded is exactly
+/// the content whose digest is remembered.
+fn load(text: &str, scope: SecretScope) -> Result<Integration, LoadError> {
+    Integration::parse_scoped(text, &|name| std::env::var(name).ok(), scope)
 }
 
 fn digest(text: &str) -> u64 {
@@ -151,7 +190,7 @@ handlers = ["ghost"]
 event = "b"
 handlers = ["phantom"]
 "#;
-        let error = load(text).expect_err("routes to missing handlers");
+        let error = load(text, SecretScope::None).expect_err("routes to missing handlers");
         assert_eq!(error.problems().len(), 2);
     }
 }
