@@ -298,6 +298,20 @@ impl Expr {
         }
     }
 
+    /// The header a header expression reads, by its configured name, and its raw bytes, when
+    /// present: for a caller that must take the bytes exactly (a delivery id), since
+    /// [`Expr::eval_string`] reads a header that is not UTF-8 lossily.
+    pub fn raw_header<'i>(&'i self, input: &'i Input<'_>) -> Option<(&'i str, &'i [u8])> {
+        let names = match self {
+            Self::Header(name) => std::slice::from_ref(name),
+            Self::FirstHeader(names) => names.as_slice(),
+            Self::Literal(_) | Self::Jq(_) => return None,
+        };
+        names
+            .iter()
+            .find_map(|name| Some((name.as_str(), input.header(name)?)))
+    }
+
     /// True for a jq expression (which needs a JSON body).
     pub fn is_jq(&self) -> bool {
         matches!(self, Self::Jq(_))

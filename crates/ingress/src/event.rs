@@ -7,10 +7,7 @@
 //! rather than read lossily: two different ids must never become one.
 
 use bytes::Bytes;
-use hookyard_core::{
-    envelope,
-    expr::{Expr, Input},
-};
+use hookyard_core::{envelope, expr::Input};
 use hookyard_proto::event::v1::{Envelope, Header};
 use http::{HeaderMap, Method, Uri};
 
@@ -64,26 +61,17 @@ fn dedup_key(
     let Some(expr) = &source.dedup_key else {
         return Ok(envelope::body_dedup_key(body));
     };
-    // The header the expression reads (the first present one of a preset's names).
-    let names = match expr {
-        Expr::Header(name) => std::slice::from_ref(name),
-        Expr::FirstHeader(names) => names.as_slice(),
-        _ => &[],
-    };
-    let read = names.iter().find_map(|name| {
-        let header = headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?;
-        Some((name, header))
-    });
-    if let Some((name, header)) = read
-        && std::str::from_utf8(&header.value).is_err()
+    let event = serde_json::json!({ "source": source.name, "received_at_ms": received_at_ms });
+    let input = Input::new(headers, body, event);
+    if let Some((name, value)) = expr.raw_header(&input)
+        && std::str::from_utf8(value).is_err()
     {
         tracing::info!(source = %source.name, header = %name, "request refused: delivery id not UTF-8");
         return Err(Error::DedupKeyNotUtf8 {
-            header: name.clone(),
+            header: name.to_owned(),
         });
     }
-    let event = serde_json::json!({ "source": source.name, "received_at_ms": received_at_ms });
-    Ok(match expr.eval_string(&Input::new(headers, body, event)) {
+    Ok(match expr.eval_string(&input) {
         Ok(Some(key)) if !key.is_empty() => key,
         Ok(_) => envelope::body_dedup_key(body),
         Err(error) => {
@@ -99,7 +87,7 @@ fn dedup_key(
 mod tests {
     use super::*;
     use crate::auth::Authenticator;
-    use hookyard_core::config::SourceAuth;
+    use hookyard_core::{config::SourceAuth, expr::Expr};
     use http::{HeaderValue, header::AUTHORIZATION};
 
     fn source(dedup_key: Option<Expr>) -> SourceEntry {

@@ -10,10 +10,7 @@ use hookyard_core::config::{DedupKey, Secret, SecretRef, Signature};
 use hookyard_testkit::Nats;
 use proptest::{collection::vec, prelude::*, sample::select, test_runner::TestRunner};
 
-use anyhow::Context as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-use crate::harness::{self, GITHUB, META, OPEN, SHOP, SLACK};
+use crate::harness::{self, GITHUB, META, OPEN, SHOP, SLACK, raw_status};
 
 /// Cases per run: enough to cover every generator branch many times in a few seconds.
 const CASES: u32 = 1_000;
@@ -131,40 +128,6 @@ fn request(method: &str, path: &str, headers: &[(&str, Vec<u8>)], body: &[u8]) -
     out
 }
 
-/// Writes `request` while reading the answer, as a sender that does not wait would: a server
-/// may answer (413, 401) before the body is all sent, and a write failing after that is not
-/// the server's failure. The status of the answer; an error when none came.
-async fn send_raw(addr: std::net::SocketAddr, request: Vec<u8>) -> anyhow::Result<u16> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut read, mut write) = stream.into_split();
-    // The write half is kept open until the answer is read: closing it is a half-close, on
-    // which hyper drops the connection unanswered.
-    let writer = tokio::spawn(async move {
-        let _ = write.write_all(&request).await;
-        write
-    });
-    let mut answer = Vec::new();
-    let reading = async {
-        let mut buf = [0u8; 1024];
-        while !answer.windows(2).any(|w| w == b"\r\n") {
-            let n = read.read(&mut buf).await?;
-            anyhow::ensure!(n > 0, "connection closed before a status line");
-            answer.extend_from_slice(&buf[..n]);
-        }
-        anyhow::Ok(())
-    };
-    let read = tokio::time::timeout(Duration::from_secs(10), reading)
-        .await
-        .context("no answer within 10s")?;
-    writer.abort();
-    read?;
-    let line = String::from_utf8_lossy(&answer);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("bad status line {line:?}"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn arbitrary_requests_get_a_2xx_4xx_or_503_and_never_crash_ingress() -> anyhow::Result<()> {
     let nats = Nats::start().await?;
@@ -211,7 +174,7 @@ async fn arbitrary_requests_get_a_2xx_4xx_or_503_and_never_crash_ingress() -> an
     let outcome = tokio::task::block_in_place(|| {
         runner.run(&strategy, |(method, path, headers, body)| {
             let raw = request(method, &path, &headers, &body);
-            let status = runtime.block_on(send_raw(addr, raw)).map_err(|e| {
+            let status = runtime.block_on(raw_status(addr, &raw)).map_err(|e| {
                 let names: Vec<_> = headers.iter().map(|(n, v)| (n, v.len())).collect();
                 TestCaseError::fail(format!(
                     "{method} {path} with {names:?} and {} body bytes: no answer: {e:#}",
@@ -226,7 +189,7 @@ async fn arbitrary_requests_get_a_2xx_4xx_or_503_and_never_crash_ingress() -> an
             Ok(())
         })
     });
-    let alive = send_raw(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).await;
+    let alive = raw_status(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
     ingress.stop().await?;
     if let Err(failure) = outcome {
         anyhow::bail!("{failure}");

@@ -252,13 +252,22 @@ pub async fn accepted_id(response: reqwest::Response) -> anyhow::Result<String> 
 /// Sends raw bytes as one HTTP/1.1 request and returns the status code of the answer, read
 /// without waiting for the server to close.
 pub async fn raw_status(addr: SocketAddr, request: &[u8]) -> anyhow::Result<u16> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.write_all(request).await?;
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut read, mut write) = stream.into_split();
+    // Written while the answer is read, as a sender that does not wait would: the server may
+    // answer (413, 401) before the body is all sent, and a write failing after that is not the
+    // server's failure. The write half stays open until the answer is read: closing it is a
+    // half-close, on which hyper drops the connection unanswered.
+    let request = request.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&request).await;
+        write
+    });
     let mut answer = Vec::new();
-    let read = async {
+    let reading = async {
         let mut buf = [0u8; 1024];
         while !answer.windows(2).any(|w| w == b"\r\n") {
-            let n = stream.read(&mut buf).await?;
+            let n = read.read(&mut buf).await?;
             if n == 0 {
                 bail!("connection closed before a status line");
             }
@@ -266,9 +275,11 @@ pub async fn raw_status(addr: SocketAddr, request: &[u8]) -> anyhow::Result<u16>
         }
         Ok(())
     };
-    tokio::time::timeout(Duration::from_secs(10), read)
+    let read = tokio::time::timeout(Duration::from_secs(10), reading)
         .await
-        .context("no answer within 10s")??;
+        .context("no answer within 10s");
+    writer.abort();
+    read??;
     let line = String::from_utf8_lossy(&answer);
     line.split_whitespace()
         .nth(1)

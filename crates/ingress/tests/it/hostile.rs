@@ -280,9 +280,9 @@ async fn a_valid_signature_for_one_source_is_refused_by_another() -> anyhow::Res
     ingress.stop().await
 }
 
-#[tokio::test]
-async fn a_non_utf8_body_is_stored_byte_for_byte() -> anyhow::Result<()> {
-    let nats = Nats::start().await?;
+/// The harness's sources plus `by_jq` on `/hooks/by-jq`: open, with a jq dedup key, so its
+/// body reaches a JSON reader at ingress.
+fn with_jq_source() -> anyhow::Result<hookyard_core::Integration> {
     let mut integration = harness::integration();
     let mut by_jq = integration.sources["open"].clone();
     by_jq.path = Some("/hooks/by-jq".to_owned());
@@ -290,6 +290,13 @@ async fn a_non_utf8_body_is_stored_byte_for_byte() -> anyhow::Result<()> {
         ".id",
     )?)));
     integration.sources.insert("by_jq".to_owned(), by_jq);
+    Ok(integration)
+}
+
+#[tokio::test]
+async fn a_non_utf8_body_is_stored_byte_for_byte() -> anyhow::Result<()> {
+    let nats = Nats::start().await?;
+    let integration = with_jq_source()?;
     let ingress = harness::spawn_serving(nats.client().await?, integration).await?;
     let body: Vec<u8> = vec![0xff, 0xfe, 0x00, b'{', 0xc3, 0x28, b'}', 0x80];
     let plain = accepted_id(ingress.post_open(body.clone()).await?).await?;
@@ -319,13 +326,7 @@ async fn a_non_utf8_body_is_stored_byte_for_byte() -> anyhow::Result<()> {
 async fn a_body_nested_to_the_body_limit_gets_400_at_every_source_and_nothing_stored()
 -> anyhow::Result<()> {
     let nats = Nats::start().await?;
-    let mut integration = harness::integration();
-    let mut by_jq = integration.sources["open"].clone();
-    by_jq.path = Some("/hooks/by-jq".to_owned());
-    by_jq.dedup_key = Some(DedupKey::Expr(Expr::Jq(hookyard_core::expr::Jq::compile(
-        ".id",
-    )?)));
-    integration.sources.insert("by_jq".to_owned(), by_jq);
+    let mut integration = with_jq_source()?;
     for source in integration.sources.values_mut() {
         source.max_body_bytes = MIB as u64;
     }

@@ -145,24 +145,7 @@ async fn client_credentials_in_the_store_share_one_refused_request_per_wave() {
         .set_body_json(serde_json::json!({ "error": "invalid_client" }))
         .set_delay(Duration::from_millis(200));
     crate::mount_token(&server, refusal, None).await;
-    let nats = hookyard_testkit::Nats::start().await.expect("nats");
-    let config = format!(
-        r#"
-[connections.erp]
-base_url = "https://erp.example"
-auth = {{ type = "oauth2_client_credentials", token_url = "{}/token", client_id = "hookyard", client_secret = "${{env:CRM_SECRET}}" }}
-"#,
-        server.uri()
-    );
-    let service = crate::stored::Stored::spawn(
-        &nats,
-        &crate::stored::topology(),
-        crate::stored::Ports::bind().await,
-        &config,
-        &crate::stored::key(1, 1),
-        quick_policy(),
-    )
-    .await;
+    let (_nats, service) = client_credentials_in_a_store(&server).await;
 
     let results = futures::future::join_all((0..20).map(|_| service.get("erp"))).await;
     for result in results {
@@ -200,6 +183,29 @@ async fn invalid_grant_for_client_credentials_clears_when_the_server_accepts_aga
         None,
     )
     .await;
+    let (_nats, service) = client_credentials_in_a_store(&server).await;
+
+    assert_eq!(
+        service.get("erp").await.expect("first token").access_token,
+        "first"
+    );
+    // The token is due for renewal at once; the server refuses one request, then issues again.
+    hookyard_testkit::wait_for(Duration::from_secs(10), "a new token", || async {
+        service
+            .get("erp")
+            .await
+            .is_ok_and(|t| t.access_token == "again")
+    })
+    .await
+    .expect("the connection recovered without a restart");
+    assert_eq!(crate::token_requests(&server).await, 3);
+}
+
+/// A stored token service with one client-credentials connection, `erp`, at `server`; the
+/// NATS server it uses lives as long as the first value.
+async fn client_credentials_in_a_store(
+    server: &wiremock::MockServer,
+) -> (hookyard_testkit::Nats, crate::stored::Stored) {
     let nats = hookyard_testkit::Nats::start().await.expect("nats");
     let config = format!(
         r#"
@@ -218,19 +224,5 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{}/token", client_id 
         quick_policy(),
     )
     .await;
-
-    assert_eq!(
-        service.get("erp").await.expect("first token").access_token,
-        "first"
-    );
-    // The token is due for renewal at once; the server refuses one request, then issues again.
-    hookyard_testkit::wait_for(Duration::from_secs(10), "a new token", || async {
-        service
-            .get("erp")
-            .await
-            .is_ok_and(|t| t.access_token == "again")
-    })
-    .await
-    .expect("the connection recovered without a restart");
-    assert_eq!(crate::token_requests(&server).await, 3);
+    (nats, service)
 }
