@@ -69,6 +69,16 @@ impl Stack {
         config: &str,
         edit: impl FnOnce(&mut Topology),
     ) -> anyhow::Result<Self> {
+        Self::start_in(config, edit, &std::env::current_dir()?).await
+    }
+
+    /// Like [`Stack::start_with`], for an integration file in `dir`: subprocess steps' programs
+    /// and `cwd` are resolved against it.
+    pub async fn start_in(
+        config: &str,
+        edit: impl FnOnce(&mut Topology),
+        dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
         let integration = Arc::new(Integration::parse(config, &env).context("test config")?);
         let nats = Nats::start().await?;
         let mut topology = Topology::new(&unique_namespace("e2e"));
@@ -140,6 +150,7 @@ impl Stack {
             handlers: integration.handlers.keys().cloned().collect(),
             egress_endpoint: egress_url.clone(),
             shutdown_grace: Duration::from_secs(5),
+            base_dir: dir.to_path_buf(),
         };
         let sd = shutdown.clone();
         tasks.push(spawn(

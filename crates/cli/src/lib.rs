@@ -147,7 +147,17 @@ pub fn main() -> ExitCode {
 }
 
 fn validate(file: &std::path::Path) -> ExitCode {
-    match Integration::load(file) {
+    let loaded = Integration::load(file).and_then(|i| {
+        // Only the worker runs programs; validate checks them as a worker would at start.
+        let programs =
+            hookyard_worker::program::check(&i, &hookyard_core::service::config_dir(file));
+        if programs.is_empty() {
+            Ok(i)
+        } else {
+            Err(hookyard_core::config::LoadError::Invalid(programs))
+        }
+    });
+    match loaded {
         Ok(i) => {
             println!(
                 "{}: ok ({} sources, {} routes, {} handlers, {} connections)",
@@ -252,6 +262,7 @@ async fn run_dev(dev: Dev, integration: Arc<Integration>) -> anyhow::Result<()> 
         handlers: integration.handlers.keys().cloned().collect(),
         egress_endpoint,
         shutdown_grace: Duration::from_secs(10),
+        base_dir: hookyard_core::service::config_dir(&dev.file),
     };
     let (l, sd) = (bind(dev.worker_listen).await?, shutdown.clone());
     tasks.spawn(async move { hookyard_worker::run(worker, l, sd).await.context("worker") });

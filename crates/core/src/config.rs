@@ -20,7 +20,9 @@ pub mod outbound;
 pub mod poll;
 pub mod reply;
 pub mod secret;
+pub mod steps;
 mod validate;
+mod validate_handlers;
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -35,6 +37,10 @@ pub use outbound::{Breaker, CaMode, ConnectionTls, Retry};
 pub use poll::{CursorFrom, Pagination, Poll, PollBackoff, PollJq, PollValue, PollVars, Schedule};
 pub use reply::{Reply, ReplyMode, ReplyStep};
 pub use secret::{EnvLookup, Secret, SecretError, SecretRef};
+pub use steps::{
+    BodyFormat, EnvValue, HttpStep, PublishStep, Step, SubprocessMode, SubprocessStep,
+    TransformStep,
+};
 
 /// The whole integration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -131,6 +137,22 @@ impl Integration {
         Self::parse_scoped(&text, &|name| std::env::var(name).ok(), scope)
     }
 
+    /// Resolves the secrets in the `env` of the subprocess steps of `handlers`, for a worker
+    /// that loaded the file with [`SecretScope::None`] and runs those handlers.
+    pub fn resolve_handler_env(
+        &mut self,
+        handlers: &[String],
+        env: EnvLookup<'_>,
+    ) -> Result<(), LoadError> {
+        let mut problems = Vec::new();
+        validate::resolve_step_env(self, env, Some(handlers), &mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadError::Invalid(problems))
+        }
+    }
+
     /// Parses, validates and resolves every secret of the text of an integration file.
     pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Self, LoadError> {
         Self::parse_scoped(text, env, SecretScope::All)
@@ -174,14 +196,29 @@ impl Integration {
         }
     }
 
-    /// Handlers that receive events of `event_type` from `source`, in route order, without repeats.
+    /// Handlers that receive events of `event_type` from `source`, in route order, without
+    /// repeats, counting routes with a `when` filter as matching.
     pub fn handlers_for(&self, source: &str, event_type: &str) -> Vec<&str> {
+        self.handlers_when(source, event_type, &|_| true)
+    }
+
+    /// [`Integration::handlers_for`], taking only the routes whose `when` filter `holds` for the
+    /// event (routes without one always match).
+    pub fn handlers_when(
+        &self,
+        source: &str,
+        event_type: &str,
+        holds: &dyn Fn(&crate::expr::Expr) -> bool,
+    ) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for route in &self.routes {
             if route.source.as_deref().is_some_and(|s| s != source) {
                 continue;
             }
             if !pattern_matches(&route.event, event_type) {
+                continue;
+            }
+            if route.when.as_ref().is_some_and(|when| !holds(when)) {
                 continue;
             }
             for h in &route.handlers {

@@ -5,7 +5,8 @@
 //! - a plain string: a literal (`path = "/v1/orders"`);
 //! - `{ header = "X-Shop-Topic" }`: the value of a request header;
 //! - `{ jq = ".order.id" }`: a jq filter run on the JSON body, with `$event` bound to the event's
-//!   metadata (`id`, `source`, `type`, `received_at_ms`, `headers` with lowercase names).
+//!   metadata (`id`, `source`, `type`, `received_at_ms`, `headers` with lowercase names) and,
+//!   in a handler's steps, `$steps` to the results of the steps before (`{}` elsewhere).
 //!
 //! jq filters are compiled when the file is loaded, so a syntax error fails at start and names
 //! the key; they run on the raw body bytes parsed once per event.
@@ -90,9 +91,36 @@ pub enum ExprError {
 }
 
 impl Jq {
-    /// Compiles a jq filter with the core, standard and JSON libraries and `$event` in scope.
+    /// Compiles a jq filter with the core, standard and JSON libraries and `$event` and
+    /// `$steps` in scope.
     pub fn compile(source: &str) -> Result<Self, ExprError> {
-        Self::compile_with_vars(source, &["$event"])
+        Self::compile_with_vars(source, &["$event", "$steps"])
+    }
+
+    /// The step names the filter reads as `$steps.<name>` or `$steps["<name>"]`, in order of
+    /// appearance (a text scan: a name inside a string literal counts too, which only makes a
+    /// check stricter).
+    pub fn step_references(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = self.source.as_str();
+        while let Some(at) = rest.find("$steps") {
+            rest = &rest[at + "$steps".len()..];
+            let name = if let Some(after) = rest.strip_prefix('.') {
+                after
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .next()
+            } else if let Some(after) = rest.strip_prefix("[\"") {
+                after.split('"').next()
+            } else {
+                None
+            };
+            if let Some(name) = name.filter(|n| !n.is_empty())
+                && !names.iter().any(|n| n == name)
+            {
+                names.push(name.to_owned());
+            }
+        }
+        names
     }
 
     /// Compiles a jq filter with the global variables `vars` (each with its `$`) in scope; the
@@ -195,6 +223,8 @@ pub struct Input<'a> {
     headers: &'a [Header],
     body: &'a [u8],
     event: serde_json::Value,
+    /// `$steps`, and with it the handler-step reading of a body that is not JSON (`null`).
+    steps: Option<serde_json::Value>,
     parsed: OnceLock<Result<Val, ExprError>>,
 }
 
@@ -217,8 +247,17 @@ impl<'a> Input<'a> {
             headers,
             body,
             event,
+            steps: None,
             parsed: OnceLock::new(),
         }
+    }
+
+    /// Input of a handler's step: `$steps` holds the results of the steps before it, and a
+    /// body that is not JSON reads as `null` (a pipeline may handle any body, e.g. with a
+    /// subprocess step first) — a body nested too deep is still refused.
+    pub fn with_steps(mut self, steps: serde_json::Value) -> Self {
+        self.steps = Some(steps);
+        self
     }
 
     fn header(&self, name: &str) -> Option<&[u8]> {
@@ -236,14 +275,22 @@ impl<'a> Input<'a> {
         self.parsed
             .get_or_init(|| {
                 json::check_depth(self.body, json::MAX_DEPTH)?;
-                jaq_json::read::parse_single(self.body)
-                    .map_err(|e| ExprError::BodyNotJson(e.to_string()))
+                match jaq_json::read::parse_single(self.body) {
+                    Ok(v) => Ok(v),
+                    Err(_) if self.steps.is_some() => Ok(Val::Null),
+                    Err(e) => Err(ExprError::BodyNotJson(e.to_string())),
+                }
             })
             .clone()
     }
 
-    fn event(&self) -> Val {
-        to_val(&self.event)
+    /// The global variables of a filter: `$event`, `$steps`.
+    fn vars(&self) -> Vec<Val> {
+        let steps = match &self.steps {
+            Some(steps) => to_val(steps),
+            None => to_val(&serde_json::Value::Object(serde_json::Map::new())),
+        };
+        vec![to_val(&self.event), steps]
     }
 }
 
@@ -271,7 +318,7 @@ impl Expr {
                 .first_header(names)
                 .map(|v| String::from_utf8_lossy(v).into_owned())),
             Self::Jq(jq) => {
-                let out = jq.first(input.body()?, vec![input.event()])?;
+                let out = jq.first(input.body()?, input.vars())?;
                 Ok(match out.map(|v| val_to_json(&v)) {
                     None | Some(serde_json::Value::Null) => None,
                     Some(serde_json::Value::String(s)) => Some(s),
@@ -291,10 +338,40 @@ impl Expr {
                 .map(<[u8]>::to_vec)
                 .unwrap_or_default()),
             Self::Jq(jq) => {
-                let out = jq.first(input.body()?, vec![input.event()])?;
+                let out = jq.first(input.body()?, input.vars())?;
                 let json = out.map(|v| val_to_json(&v)).unwrap_or_default();
                 Ok(json.to_string().into_bytes())
             }
+        }
+    }
+
+    /// Evaluates to a JSON value: a literal or header as a string, a jq filter's first output;
+    /// `None` for a missing header or no output.
+    pub fn eval_json(&self, input: &Input<'_>) -> Result<Option<serde_json::Value>, ExprError> {
+        match self {
+            Self::Literal(s) => Ok(Some(s.clone().into())),
+            Self::Header(_) | Self::FirstHeader(_) => {
+                Ok(self.eval_string(input)?.map(serde_json::Value::String))
+            }
+            Self::Jq(jq) => Ok(jq
+                .first(input.body()?, input.vars())?
+                .map(|v| val_to_json(&v))),
+        }
+    }
+
+    /// Evaluates as a condition, with jq's truth: no output, `null` and `false` are false.
+    pub fn eval_bool(&self, input: &Input<'_>) -> Result<bool, ExprError> {
+        Ok(!matches!(
+            self.eval_json(input)?,
+            None | Some(serde_json::Value::Null | serde_json::Value::Bool(false))
+        ))
+    }
+
+    /// The jq filter of a jq expression.
+    pub fn as_jq(&self) -> Option<&Jq> {
+        match self {
+            Self::Jq(jq) => Some(jq),
+            _ => None,
         }
     }
 

@@ -42,6 +42,18 @@ pub fn load_integration(path: &Path, scope: SecretScope) -> Result<Arc<Integrati
     }
 }
 
+/// The directory of the integration file at `path`, against which the file's relative paths
+/// (a subprocess step's program and `cwd`) are resolved.
+pub fn config_dir(path: &Path) -> std::path::PathBuf {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
 /// Runs a service until it returns, or until `grace` has passed since `shutdown` was
 /// cancelled: draining (open connections, in-flight work) is given that long, then the
 /// service is abandoned with a warning and `Ok(())`.

@@ -26,7 +26,9 @@
 //! event under its own subject `hookyard.in.<source>.<event id>` (see
 //! [`Topology::in_event_subject`]): the long-window dedup of records a later poll reads again.
 //! Workers keep, in the `HOOKYARD_RETURNS` bucket, how many times each work message was handed
-//! back unstarted at a shutdown, so such deliveries do not spend the handler's `max_deliver`.
+//! back unstarted at a shutdown, so such deliveries do not spend the handler's `max_deliver`,
+//! and, in the `HOOKYARD_STEPS` bucket, the results of the steps a work item's delivery
+//! completed, so a retry resumes at the step that failed.
 //! All of them call the same functions here, so the settings they apply are identical and no
 //! start order is required.
 
@@ -46,6 +48,7 @@ const TOKENS: &str = "HOOKYARD_TOKENS";
 const POLL_CURSORS: &str = "HOOKYARD_POLL_CURSORS";
 const POLL_LEASES: &str = "HOOKYARD_POLL_LEASES";
 const RETURNS: &str = "HOOKYARD_RETURNS";
+const STEPS: &str = "HOOKYARD_STEPS";
 /// Subject suffix of the dead-letter entries of events no route matched.
 pub const UNROUTED: &str = "unrouted";
 
@@ -84,11 +87,15 @@ pub struct StreamLimits {
     /// Size cap of the `HOOKYARD_RETURNS` bucket (one small entry per work message a
     /// shutdown handed back unstarted, until its delivery ends).
     pub returns_max_bytes: i64,
+    /// Size cap of the `HOOKYARD_STEPS` bucket (the results of completed steps of work items
+    /// whose delivery has not ended; a partner answer can be large).
+    pub steps_max_bytes: i64,
 }
 
 /// JetStream reserves each stream's `max_bytes` against the server's `max_file_store` (8 GB in
 /// `deploy/nats/nats-server.conf`) when the stream is created, so the defaults together stay
-/// well under it: 2 GiB + 1 GiB + 1 GiB + 256 MiB + 64 MiB (the KV buckets are streams too), + 256 MiB for egress's `HOOKYARD_AUDIT`.
+/// well under it: 2 GiB + 1 GiB + 1 GiB + 256 MiB + 256 MiB + 64 MiB + 36 MiB (the KV buckets
+/// are streams too), + 256 MiB for egress's `HOOKYARD_AUDIT`.
 impl Default for StreamLimits {
     fn default() -> Self {
         const GIB: i64 = 1024 * 1024 * 1024;
@@ -111,8 +118,19 @@ impl Default for StreamLimits {
             poll_cursors_max_bytes: 16 * 1024 * 1024,
             poll_leases_max_bytes: 4 * 1024 * 1024,
             returns_max_bytes: 16 * 1024 * 1024,
+            steps_max_bytes: 256 * 1024 * 1024,
         }
     }
+}
+
+async fn ensure_bucket(
+    js: &jetstream::Context,
+    config: kv::Config,
+) -> Result<kv::Store, BucketSetupError> {
+    let bucket = config.bucket.clone();
+    js.create_or_update_key_value(config)
+        .await
+        .map_err(|source| BucketSetupError { bucket, source })
 }
 
 /// Names of hookyard's streams, subjects and consumers within one namespace.
@@ -483,11 +501,45 @@ impl Topology {
         &self,
         js: &jetstream::Context,
     ) -> Result<kv::Store, BucketSetupError> {
-        let config = self.returns_config();
-        let bucket = config.bucket.clone();
-        js.create_or_update_key_value(config)
-            .await
-            .map_err(|source| BucketSetupError { bucket, source })
+        ensure_bucket(js, self.returns_config()).await
+    }
+
+    /// KV bucket holding, per work message, the results of the steps its deliveries completed.
+    pub fn steps_bucket(&self) -> String {
+        self.stream(STEPS)
+    }
+
+    /// Key of the work message at `sequence` of `HOOKYARD_WORK` for `handler` in
+    /// [`Topology::steps_bucket`].
+    pub fn steps_key(&self, handler: &str, sequence: u64) -> String {
+        format!("{handler}.{sequence}")
+    }
+
+    /// Settings of the `HOOKYARD_STEPS` bucket: history 1, file storage, values up to the
+    /// server's message limit; an entry outlives any work message it is for, and is removed
+    /// when the delivery ends.
+    pub fn steps_config(&self) -> kv::Config {
+        kv::Config {
+            bucket: self.steps_bucket(),
+            description: "hookyard: results of the completed steps of work items in delivery"
+                .to_owned(),
+            history: 1,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            max_bytes: self.limits.steps_max_bytes,
+            storage: StorageType::File,
+            // Per-message TTL, so the marker a removal leaves expires instead of filling the
+            // bucket with one marker per work item.
+            limit_markers: Some(Duration::from_secs(60)),
+            ..Default::default()
+        }
+    }
+
+    /// Creates or updates the `HOOKYARD_STEPS` bucket and returns its handle.
+    pub async fn ensure_steps(
+        &self,
+        js: &jetstream::Context,
+    ) -> Result<kv::Store, BucketSetupError> {
+        ensure_bucket(js, self.steps_config()).await
     }
 
     /// Creates or updates the poll buckets and returns the cursors' and the leases' handles.

@@ -49,6 +49,7 @@ pub(crate) fn envelope(source: &SourceEntry, request: Received<'_>) -> Result<En
         headers,
         body: request.body.to_vec(),
         dedup_key,
+        ..Default::default()
     })
 }
 

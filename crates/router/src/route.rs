@@ -57,11 +57,15 @@ pub fn event_meta(event: &Envelope) -> serde_json::Value {
     })
 }
 
-/// Extracts the event type: `Ok("")` for a source without a type expression.
+/// Extracts the event type: the producer's for an event a handler published, else from the
+/// source's type expression; `Ok("")` for a source without one.
 pub fn event_type(integration: &Integration, event: &Envelope) -> Result<String, Unrouted> {
     let Some(source) = integration.sources.get(&event.source) else {
         return Err(Unrouted::UnknownSource(event.source.clone()));
     };
+    if !event.event_type.is_empty() {
+        return Ok(event.event_type.clone());
+    }
     let Some(expr) = &source.event_type else {
         return Ok(String::new());
     };
@@ -84,8 +88,16 @@ pub fn decide(integration: &Integration, event: &Envelope) -> Decision {
             };
         }
     };
+    let mut meta = event_meta(event);
+    if let Some(map) = meta.as_object_mut() {
+        map.insert("type".to_owned(), event_type.clone().into());
+    }
+    let input = Input::new(&event.headers, &event.body, meta);
+    // A filter that fails (a body that is not JSON, a run-time error) does not match: the event
+    // goes to the routes that do, or is dead-lettered as unrouted with the reason.
+    let holds = |when: &hookyard_core::expr::Expr| when.eval_bool(&input).unwrap_or(false);
     let handlers: Vec<String> = integration
-        .handlers_for(&event.source, &event_type)
+        .handlers_when(&event.source, &event_type, &holds)
         .into_iter()
         .map(str::to_owned)
         .collect();
@@ -281,6 +293,95 @@ base_url = "https://erp.example.com"
                 &event("shop", &[("X-Topic", "contact.new")], "{}")
             ),
             Decision::Unrouted { .. }
+        ));
+    }
+
+    const BY_CONTENT: &str = r#"
+[sources.shop]
+path = "/hooks/shop"
+event_type = { jq = ".type" }
+
+[[routes]]
+event = "order.created"
+handlers = ["big-orders"]
+when = { jq = ".order.total > 1000" }
+
+[[routes]]
+event = "order.created"
+handlers = ["orders"]
+when = { jq = "(.order.total > 1000) | not" }
+
+[[routes]]
+event = "order.*"
+handlers = ["audit"]
+when = { jq = '$event.type == "order.enriched" or $event.headers["x-audit"] == "1"' }
+
+[handlers.orders]
+steps = [{ type = "http", connection = "erp", path = "/o" }]
+
+[handlers.big-orders]
+steps = [{ type = "http", connection = "erp", path = "/b" }]
+
+[handlers.audit]
+steps = [{ type = "http", connection = "erp", path = "/a" }]
+
+[connections.erp]
+base_url = "https://erp.example.com"
+"#;
+
+    fn handlers_of(d: Decision) -> Vec<String> {
+        match d {
+            Decision::Handlers { handlers, .. } => handlers,
+            Decision::Unrouted { why, .. } => panic!("unrouted: {why}"),
+        }
+    }
+
+    #[test]
+    fn route_when_sends_events_by_their_content() {
+        let i = Integration::parse(BY_CONTENT, &|_| None).expect("valid config");
+        let order =
+            |total: u32| format!(r#"{{"type":"order.created","order":{{"total":{total}}}}}"#);
+        assert_eq!(
+            handlers_of(decide(&i, &event("shop", &[], &order(1500)))),
+            ["big-orders"]
+        );
+        assert_eq!(
+            handlers_of(decide(&i, &event("shop", &[], &order(1000)))),
+            ["orders"]
+        );
+        assert_eq!(
+            handlers_of(decide(&i, &event("shop", &[("X-Audit", "1")], &order(5)))),
+            ["orders", "audit"]
+        );
+    }
+
+    #[test]
+    fn a_published_event_is_routed_by_its_own_type() {
+        let i = Integration::parse(BY_CONTENT, &|_| None).expect("valid config");
+        let mut published = event("shop", &[], r#"{"type":"ignored"}"#);
+        published.event_type = "order.enriched".to_owned();
+        assert_eq!(event_type(&i, &published), Ok("order.enriched".to_owned()));
+        assert_eq!(handlers_of(decide(&i, &published)), ["audit"]);
+    }
+
+    #[test]
+    fn a_failing_route_filter_does_not_match() {
+        let i = Integration::parse(BY_CONTENT, &|_| None).expect("valid config");
+        // `.order.total > 1000` on a body without `order` is `null > 1000`, false in jq;
+        // the negation then holds, so the event goes to `orders`, never to both.
+        let body = r#"{"type":"order.created"}"#;
+        assert_eq!(
+            handlers_of(decide(&i, &event("shop", &[], body))),
+            ["orders"]
+        );
+        // A run-time error (`.order.total` on a string) matches neither route.
+        let body = r#"{"type":"order.created","order":"x"}"#;
+        assert!(matches!(
+            decide(&i, &event("shop", &[], body)),
+            Decision::Unrouted {
+                why: Unrouted::NoRoute { .. },
+                ..
+            }
         ));
     }
 }

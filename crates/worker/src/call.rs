@@ -4,7 +4,7 @@
 //! step sets `path_raw`; a path that cannot be made safe is a [`BuildError::Path`].
 
 use hookyard_core::{
-    config::HttpStep,
+    config::{BodyFormat, HttpStep},
     envelope,
     expr::{ExprError, Input, path::PathError},
 };
@@ -12,6 +12,7 @@ use hookyard_proto::{
     egress::v1::{CallRequest, CallResponse, Header},
     event::v1::{Envelope, WorkItem},
 };
+use serde_json::Value;
 
 /// A step's request could not be built from the event.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,35 @@ pub enum BuildError {
     /// The path built from the event is refused (a dot segment, a control character).
     #[error("refused path: {0}")]
     Path(#[source] PathError),
+    /// The computed body does not fit the step's `body_format`.
+    #[error(transparent)]
+    Body(#[from] crate::body::BodyError),
+}
+
+/// What a step's expressions run on: the event, its work item, the last `http` step's answer
+/// (`$event.response`) and the results of the steps before (`$steps`).
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    /// The event.
+    pub event: &'a Envelope,
+    /// The work item carrying it.
+    pub item: &'a WorkItem,
+    /// The last `http` step's answer, if any.
+    pub response: Option<&'a Value>,
+    /// `$steps`: results by step name (or index).
+    pub steps: &'a Value,
+}
+
+impl<'a> Scope<'a> {
+    /// The expression input of a step.
+    pub fn input(&self) -> Input<'a> {
+        Input::new(
+            &self.event.headers,
+            &self.event.body,
+            event_meta(self.event, self.item, self.response),
+        )
+        .with_steps(self.steps.clone())
+    }
 }
 
 /// The `$event` metadata step expressions see (the headers are added by [`Input::new`]).
@@ -52,8 +82,9 @@ pub fn event_meta(
     meta
 }
 
-/// `$event.response` for the steps after an `http` step: `status`, `headers` (lower-case names;
-/// repeated ones joined with `, `) and `body` — parsed JSON when it is JSON, else text.
+/// The result of an `http` step (`$steps.<name>`, and `$event.response` for the steps after
+/// it): `status`, `headers` (lower-case names; repeated ones joined with `, `) and `body`, read
+/// by its content type (see [`crate::body::read`]).
 pub fn response_meta(response: &CallResponse) -> serde_json::Value {
     let mut headers = serde_json::Map::new();
     for header in &response.headers {
@@ -64,9 +95,8 @@ pub fn response_meta(response: &CallResponse) -> serde_json::Value {
         };
         headers.insert(name, serde_json::Value::String(value));
     }
-    let body = serde_json::from_slice(&response.body).unwrap_or_else(|_| {
-        serde_json::Value::String(String::from_utf8_lossy(&response.body).into_owned())
-    });
+    let content_type = headers.get("content-type").and_then(Value::as_str);
+    let body = crate::body::read(content_type, &response.body);
     serde_json::json!({ "status": response.status, "headers": headers, "body": body })
 }
 
@@ -96,18 +126,9 @@ fn step_key(key: String, index: usize) -> String {
 }
 
 /// Builds the request of step `index`.
-pub fn build(
-    step: &HttpStep,
-    index: usize,
-    event: &Envelope,
-    item: &WorkItem,
-    response: Option<&serde_json::Value>,
-) -> Result<CallRequest, BuildError> {
-    let input = Input::new(
-        &event.headers,
-        &event.body,
-        event_meta(event, item, response),
-    );
+pub fn build(step: &HttpStep, index: usize, scope: Scope<'_>) -> Result<CallRequest, BuildError> {
+    let Scope { event, item, .. } = scope;
+    let input = scope.input();
     let expr_err = |field: &str| {
         let field = field.to_owned();
         move |source| BuildError::Expr { field, source }
@@ -136,10 +157,32 @@ pub fn build(
             });
         }
     }
-    let body = match &step.body {
-        Some(expr) => expr.eval_body(&input).map_err(expr_err("body"))?,
-        None => event.body.clone(),
+    let (body, content_type) = match &step.body {
+        Some(expr) => {
+            let format = step.body_format.unwrap_or(if expr.is_jq() {
+                BodyFormat::Json
+            } else {
+                BodyFormat::Text
+            });
+            let body = if format == BodyFormat::Text && !expr.is_jq() {
+                expr.eval_body(&input).map_err(expr_err("body"))?
+            } else {
+                let value = expr.eval_json(&input).map_err(expr_err("body"))?;
+                crate::body::write(format, &value.unwrap_or(Value::Null))?
+            };
+            (body, Some(format.content_type().to_owned()))
+        }
+        None => (event.body.clone(), event_content_type(event)),
     };
+    let has_content_type = headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("content-type"));
+    if let (Some(value), false) = (content_type, has_content_type) {
+        headers.push(Header {
+            name: "Content-Type".to_owned(),
+            value,
+        });
+    }
     Ok(CallRequest {
         connection: step.connection.clone(),
         method: step.method.clone(),
@@ -150,6 +193,16 @@ pub fn build(
         event_id: event.id.clone(),
         handler: item.handler.clone(),
     })
+}
+
+/// The event's own `Content-Type`, passed on with its body as received.
+fn event_content_type(event: &Envelope) -> Option<String> {
+    let header = event
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))?;
+    let text = std::str::from_utf8(&header.value).ok()?;
+    (!text.chars().any(char::is_control)).then(|| text.to_owned())
 }
 
 #[cfg(test)]
@@ -189,9 +242,25 @@ base_url = "https://erp.example.com"
             .iter()
             .filter_map(|s| match s {
                 Step::Http(h) => Some(h.clone()),
-                Step::Reply(_) => None,
+                _ => None,
             })
             .collect()
+    }
+
+    fn built(
+        step: &HttpStep,
+        index: usize,
+        event: &Envelope,
+        item: &WorkItem,
+    ) -> Result<CallRequest, BuildError> {
+        let steps = serde_json::json!({});
+        let scope = Scope {
+            event,
+            item,
+            response: None,
+            steps: &steps,
+        };
+        build(step, index, scope)
     }
 
     fn item(body: &str) -> (Envelope, WorkItem) {
@@ -217,7 +286,7 @@ base_url = "https://erp.example.com"
     #[test]
     fn expressions_fill_path_headers_and_body() {
         let (event, item) = item(r#"{"order":{"id":"o-7"}}"#);
-        let req = build(&steps()[0], 0, &event, &item, None).expect("builds");
+        let req = built(&steps()[0], 0, &event, &item).expect("builds");
         assert_eq!(req.connection, "erp");
         assert_eq!(req.method, "PUT");
         assert_eq!(req.path, "/v1/orders/o-7");
@@ -237,12 +306,81 @@ base_url = "https://erp.example.com"
             serde_json::json!({"ref": "o-7", "handler": "orders", "source": "shop"})
         );
         assert_eq!(req.idempotency_key, "evt_1:orders");
+        assert_eq!(header("Content-Type"), Some("application/json"));
+    }
+
+    #[test]
+    fn body_formats_set_their_content_type_unless_the_step_does() {
+        let config = r#"
+[handlers.h]
+[[handlers.h.steps]]
+type = "http"
+connection = "erp"
+path = "/form"
+body = { jq = '{ id: .order.id, qty: 2 }' }
+body_format = "form"
+
+[[handlers.h.steps]]
+type = "http"
+connection = "erp"
+path = "/xml"
+headers = { "content-type" = "application/vnd.erp+xml" }
+body = { jq = '{ order: { "@id": .order.id } }' }
+body_format = "xml"
+
+[[handlers.h.steps]]
+type = "http"
+connection = "erp"
+path = "/raw"
+
+[[handlers.h.steps]]
+type = "http"
+connection = "erp"
+path = "/text"
+body = "ping"
+
+[connections.erp]
+base_url = "https://erp.example.com"
+"#;
+        let i = Integration::parse(config, &|_| None).expect("valid");
+        let steps: Vec<HttpStep> = i.handlers["h"]
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Http(h) => Some(h.clone()),
+                _ => None,
+            })
+            .collect();
+        let (mut event, item) = item(r#"{"order":{"id":"o 7"}}"#);
+        event.headers.push(EventHeader {
+            name: "content-type".to_owned(),
+            value: b"application/json; charset=utf-8".to_vec(),
+        });
+        let content_type = |r: &CallRequest| {
+            r.headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("content-type"))
+                .map(|h| h.value.clone())
+                .collect::<Vec<_>>()
+        };
+        let form = built(&steps[0], 0, &event, &item).expect("form");
+        assert_eq!(form.body, b"id=o+7&qty=2");
+        assert_eq!(content_type(&form), ["application/x-www-form-urlencoded"]);
+        let xml = built(&steps[1], 1, &event, &item).expect("xml");
+        assert_eq!(xml.body, br#"<order id="o 7"></order>"#);
+        assert_eq!(content_type(&xml), ["application/vnd.erp+xml"]);
+        let raw = built(&steps[2], 2, &event, &item).expect("raw");
+        assert_eq!(raw.body, event.body);
+        assert_eq!(content_type(&raw), ["application/json; charset=utf-8"]);
+        let text = built(&steps[3], 3, &event, &item).expect("text");
+        assert_eq!(text.body, b"ping");
+        assert_eq!(content_type(&text), ["text/plain; charset=utf-8"]);
     }
 
     #[test]
     fn default_body_is_the_raw_event_body_and_later_steps_get_their_own_key() {
         let (event, item) = item(r#"{"order":{"id":"o-7"}}"#);
-        let req = build(&steps()[1], 1, &event, &item, None).expect("builds");
+        let req = built(&steps()[1], 1, &event, &item).expect("builds");
         assert_eq!(req.method, "POST");
         assert_eq!(req.body, event.body);
         assert_eq!(req.idempotency_key, "evt_1:orders:1");
@@ -257,30 +395,36 @@ base_url = "https://erp.example.com"
             item_idempotency_key(&event, &item, 2),
             "evt_1:orders:rpl_9:2"
         );
-        let req = build(&steps()[1], 1, &event, &item, None).expect("builds");
+        let req = built(&steps()[1], 1, &event, &item).expect("builds");
         assert_eq!(req.idempotency_key, "evt_1:orders:rpl_9:1");
         assert_eq!(req.handler, "orders");
     }
 
     #[test]
     fn expression_errors_and_missing_paths_are_errors() {
+        // In a handler a body that is not JSON reads as null: the id the path interpolates is
+        // then missing, which is refused rather than sent as `/v1/orders/null`.
         let (event, not_json) = item("not json");
+        let refused = built(&steps()[0], 0, &event, &not_json);
+        assert!(
+            matches!(&refused, Err(BuildError::Expr { field, source: ExprError::Eval { detail, .. } })
+                if field == "path" && detail.contains("missing or empty")),
+            "{refused:?}"
+        );
+        let (event, empty) = item(r#"{"order":{"id":""}}"#);
         assert!(matches!(
-            build(&steps()[0], 0, &event, &not_json, None),
-            Err(BuildError::Expr {
-                source: ExprError::BodyNotJson(_),
-                ..
-            })
+            built(&steps()[0], 0, &event, &empty),
+            Err(BuildError::Expr { .. })
         ));
         let (event, json) = item_json();
         assert!(matches!(
-            build(&steps()[2], 2, &event, &json, None),
+            built(&steps()[2], 2, &event, &json),
             Err(BuildError::NoPath)
         ));
         let deep = format!("{}{}", "{\"a\":".repeat(500_000), "}".repeat(500_000));
         let (event, work) = item(&deep);
         assert!(matches!(
-            build(&steps()[0], 0, &event, &work, None),
+            built(&steps()[0], 0, &event, &work),
             Err(BuildError::Expr {
                 source: ExprError::BodyTooDeep(_),
                 ..
@@ -292,15 +436,15 @@ base_url = "https://erp.example.com"
     fn sender_data_in_the_path_is_one_encoded_segment_or_refused() {
         let (event, work) = item(r#"{"order":{"id":"../x?admin=1#f"}}"#);
         assert!(matches!(
-            build(&steps()[0], 0, &event, &work, None),
+            built(&steps()[0], 0, &event, &work),
             Err(BuildError::Path(PathError::DotSegment))
         ));
         let (event, work) = item(r#"{"order":{"id":"a/b?admin=1#f"}}"#);
-        let req = build(&steps()[0], 0, &event, &work, None).expect("builds");
+        let req = built(&steps()[0], 0, &event, &work).expect("builds");
         assert_eq!(req.path, "/v1/orders/a%2Fb%3Fadmin=1%23f");
         let (event, work) = item(r#"{"order":{"id":"a\r\nHost: evil"}}"#);
         assert!(matches!(
-            build(&steps()[0], 0, &event, &work, None),
+            built(&steps()[0], 0, &event, &work),
             Err(BuildError::Path(PathError::ControlCharacter))
         ));
     }

@@ -9,7 +9,7 @@ use async_nats::{
 };
 use hookyard_core::{
     Integration,
-    config::{Handler, Step},
+    config::Handler,
     envelope::{self, HEADER_EVENT_ID, HEADER_HANDLER, HEADER_REASON, NATS_MSG_ID},
     pull::nak,
     streams::Topology,
@@ -23,20 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    Error, call,
-    outcome::{
-        Attempt, Failure, Reason, Verdict, backoff_delay, classify_rpc, classify_status,
-        partner_refusal, verdict,
-    },
+    Error,
+    outcome::{Attempt, Failure, Reason, Verdict, backoff_delay, verdict},
     report,
 };
-
-/// A call may take this many times its connection's timeout before the worker gives up on
-/// egress: a backstop (egress applies the timeout and its own retries), so a hung call cannot
-/// hold a slot forever while progress acks keep the message from being redelivered.
-const CALL_DEADLINE_FACTOR: u32 = 10;
-/// Call deadline when the connection is unknown (egress then answers NOT_FOUND anyway).
-const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Everything one handler's deliveries need.
 pub(crate) struct HandlerContext {
@@ -53,6 +43,12 @@ pub(crate) struct HandlerContext {
     pub records: Arc<crate::record::Recorder>,
     /// The `HOOKYARD_RETURNS` bucket (see [`crate::returns`]).
     pub returns: async_nats::jetstream::kv::Store,
+    /// The `HOOKYARD_STEPS` bucket (see [`crate::resume`]).
+    pub steps: async_nats::jetstream::kv::Store,
+    /// True when a step with a side effect has steps after it: progress is then kept.
+    pub resumes: bool,
+    /// The programs of the handler's subprocess steps.
+    pub programs: Arc<crate::program::Programs>,
 }
 
 /// Handles one delivery. When `abort` is cancelled (the shutdown grace ran out) the attempt is
@@ -70,7 +66,7 @@ pub(crate) async fn handle(
     // The attempt this delivery is: deliveries handed back unstarted at a shutdown do not count.
     let returned = crate::returns::returned(ctx, &msg, deliveries).await;
     let delivered = deliveries - returned;
-    let Some((attempt, item)) = attempt_of(ctx, &msg, delivered, abort).await else {
+    let Some((attempt, item)) = attempt_of(ctx, &msg, delivered, deliveries, abort).await else {
         return;
     };
     let verdict = verdict(
@@ -90,6 +86,7 @@ async fn attempt_of(
     ctx: &HandlerContext,
     msg: &jetstream::Message,
     delivered: u32,
+    deliveries: u32,
     abort: &CancellationToken,
 ) -> Option<(Attempt, Option<WorkItem>)> {
     let max_deliver = ctx.handler.max_deliver;
@@ -122,7 +119,7 @@ async fn attempt_of(
             ),
             Some(item),
         ),
-        Ok(item) => match timed_attempt(ctx, msg, &item, abort).await {
+        Ok(item) => match timed_attempt(ctx, msg, &item, deliveries, abort).await {
             Some(attempt) => (attempt, Some(item)),
             None => {
                 info!(handler = %ctx.name, attempt = delivered, "shutdown grace ran out, returning the event");
@@ -154,6 +151,9 @@ async fn settle(
         Verdict::Ack => {
             if returned > 0 {
                 crate::returns::forget(ctx, msg).await;
+            }
+            if ctx.resumes {
+                crate::resume::forget(ctx, msg).await;
             }
             ctx.metrics.delivery(&ctx.name, "handled");
             // One line per handled event: operators (and the compose test) count deliveries per replica.
@@ -202,6 +202,9 @@ async fn settle(
                     if returned > 0 {
                         crate::returns::forget(ctx, msg).await;
                     }
+                    if ctx.resumes {
+                        crate::resume::forget(ctx, msg).await;
+                    }
                     ack(ctx, msg).await;
                 }
                 Err(error) => {
@@ -246,24 +249,27 @@ async fn timed_attempt(
     ctx: &HandlerContext,
     msg: &jetstream::Message,
     item: &WorkItem,
+    deliveries: u32,
     abort: &CancellationToken,
 ) -> Option<Attempt> {
     let started = std::time::Instant::now();
-    let attempt = attempt_with_progress(ctx, msg, item, abort).await;
+    let progress = crate::resume::load(ctx, msg, deliveries).await;
+    let attempt = attempt_with_progress(ctx, msg, item, progress, abort).await;
     ctx.metrics
         .attempt(&ctx.name, started.elapsed().as_secs_f64());
     attempt
 }
 
-/// Runs the steps, sending a progress ack every half ack wait so a long call is not
-/// redelivered to another worker meanwhile. `None` when aborted.
+/// Runs the steps from `progress` on, sending a progress ack every half ack wait so a long
+/// call is not redelivered to another worker meanwhile. `None` when aborted.
 async fn attempt_with_progress(
     ctx: &HandlerContext,
     msg: &jetstream::Message,
     item: &WorkItem,
+    progress: crate::resume::Progress,
     abort: &CancellationToken,
 ) -> Option<Attempt> {
-    let work = run_steps(ctx, item);
+    let work = crate::pipeline::run(ctx, msg, item, progress);
     tokio::pin!(work);
     let period = (ctx.handler.ack_wait / 2).max(Duration::from_millis(100));
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -279,76 +285,6 @@ async fn attempt_with_progress(
             }
         }
     }
-}
-
-async fn run_steps(ctx: &HandlerContext, item: &WorkItem) -> Attempt {
-    let Some(event) = item.event.as_ref() else {
-        return failed(
-            Failure::BadEvent,
-            0,
-            "the work item has no event".to_owned(),
-        );
-    };
-    // The previous http step's answer, `$event.response` of the steps after it.
-    let mut previous: Option<serde_json::Value> = None;
-    for (index, step) in ctx.handler.steps.iter().enumerate() {
-        let step = match step {
-            Step::Http(step) => step,
-            Step::Reply(step) => match crate::reply::build(step, event, item, previous.as_ref()) {
-                Ok(reply) => {
-                    crate::reply::send(&ctx.nats, &ctx.topology, reply).await;
-                    continue;
-                }
-                Err(e) => {
-                    return failed(
-                        Failure::Permanent,
-                        0,
-                        format!("step {index}: {}", report(&e)),
-                    );
-                }
-            },
-        };
-        let request = match call::build(step, index, event, item, previous.as_ref()) {
-            Ok(r) => r,
-            Err(e) => {
-                return failed(
-                    Failure::Permanent,
-                    0,
-                    format!("step {index}: {}", report(&e)),
-                );
-            }
-        };
-        let deadline = ctx
-            .integration
-            .connections
-            .get(&step.connection)
-            .map_or(DEFAULT_CALL_DEADLINE, |c| c.timeout * CALL_DEADLINE_FACTOR);
-        let mut request = tonic::Request::new(request);
-        request.set_timeout(deadline);
-        match ctx.egress.clone().call(request).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                let status = response.status;
-                if let Some(kind) = classify_status(status) {
-                    let why = partner_refusal(index, status, &response.body);
-                    return failed(kind, status, why);
-                }
-                previous = Some(call::response_meta(&response));
-            }
-            Err(status) => {
-                return failed(
-                    classify_rpc(&status),
-                    0,
-                    format!(
-                        "step {index}: egress call failed ({:?}): {}",
-                        status.code(),
-                        status.message()
-                    ),
-                );
-            }
-        }
-    }
-    Attempt::Succeeded
 }
 
 async fn ack(ctx: &HandlerContext, msg: &jetstream::Message) {

@@ -53,14 +53,20 @@
 //! finish within `shutdown_grace`; those still running after it are NAKed (returned) and their
 //! calls dropped — the idempotency key covers the call that may still reach the partner.
 
+pub mod body;
 pub mod call;
 mod consume;
 mod dispatch;
 mod metrics;
 pub mod outcome;
+mod pipeline;
+pub mod program;
+mod publish;
 mod record;
 pub mod reply;
+mod resume;
 mod returns;
+pub mod subprocess;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
@@ -68,7 +74,7 @@ use async_nats::jetstream::{self, consumer::PullConsumer};
 pub(crate) use hookyard_core::telemetry::report;
 use hookyard_core::{
     Integration,
-    config::Handler,
+    config::{Handler, Step},
     health, retry,
     streams::{StreamSetupError, Topology},
 };
@@ -91,6 +97,9 @@ pub struct Settings {
     pub egress_endpoint: String,
     /// How long in-flight deliveries may take to finish after shutdown is requested.
     pub shutdown_grace: Duration,
+    /// The integration file's directory: `subprocess` steps' relative `cwd` and program paths
+    /// are resolved against it.
+    pub base_dir: std::path::PathBuf,
 }
 
 /// Errors of the worker.
@@ -116,9 +125,13 @@ pub enum Error {
     /// A stream could not be created or updated (retried at start).
     #[error("failed to set up streams")]
     Streams(#[source] StreamSetupError),
-    /// The `HOOKYARD_RETURNS` bucket could not be created or updated (retried at start).
-    #[error("failed to set up the returns bucket")]
+    /// The `HOOKYARD_RETURNS` or `HOOKYARD_STEPS` bucket could not be created or updated
+    /// (retried at start).
+    #[error("failed to set up a bucket")]
     Bucket(#[source] hookyard_core::streams::BucketSetupError),
+    /// A `subprocess` step's program cannot be run (missing, not executable).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Programs(Vec<hookyard_core::config::Problem>),
     /// A handler consumer could not be created or updated (retried at start).
     #[error("failed to create or update consumer {consumer}")]
     Consumer {
@@ -142,7 +155,10 @@ impl Error {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            Self::NoHandlers | Self::UnknownHandler(_) | Self::EgressEndpoint { .. }
+            Self::NoHandlers
+                | Self::UnknownHandler(_)
+                | Self::EgressEndpoint { .. }
+                | Self::Programs(_)
         )
     }
 }
@@ -196,6 +212,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let names = check_handlers(&settings.integration, &settings.handlers)?;
+    let programs = prepare_programs(&settings, &names)?;
     let channel = tonic::transport::Endpoint::from_shared(settings.egress_endpoint.clone())
         .map_err(|source| Error::EgressEndpoint {
             endpoint: settings.egress_endpoint.clone(),
@@ -239,7 +256,7 @@ pub async fn run(
                 let Some(handler) = settings.integration.handlers.get(name) else {
                     continue;
                 };
-                let Some((consumer, returns)) =
+                let Some((consumer, Buckets { returns, steps })) =
                     setup(&js, &settings.topology, name, handler, &stop).await
                 else {
                     return;
@@ -255,6 +272,9 @@ pub async fn run(
                     metrics: metrics.clone(),
                     records: records.clone(),
                     returns,
+                    steps,
+                    resumes: resumes(handler),
+                    programs: programs.get(name).cloned().unwrap_or_default(),
                 });
                 loops.push((consumer, ctx));
             }
@@ -264,12 +284,55 @@ pub async fn run(
                 consume::run(consumer, ctx, &stop, settings.shutdown_grace)
             }))
             .await;
+            for p in programs.values() {
+                p.shutdown().await;
+            }
             health::set_serving(&reporter, false).await;
             info!("worker stopped");
         };
 
     let (served, ()) = tokio::join!(serve, work);
     served.map_err(Error::Serve)
+}
+
+/// The programs of every subprocess step of the handlers this process runs, found at start.
+fn prepare_programs(
+    settings: &Settings,
+    names: &[String],
+) -> Result<std::collections::HashMap<String, Arc<program::Programs>>, Error> {
+    let mut programs = std::collections::HashMap::new();
+    let mut problems = Vec::new();
+    for name in names {
+        let Some(handler) = settings.integration.handlers.get(name) else {
+            continue;
+        };
+        match program::Programs::prepare(name, handler, &settings.base_dir) {
+            Ok(p) => {
+                programs.insert(name.clone(), Arc::new(p));
+            }
+            Err(found) => problems.extend(found),
+        }
+    }
+    if problems.is_empty() {
+        Ok(programs)
+    } else {
+        Err(Error::Programs(problems))
+    }
+}
+
+/// True when a step with a side effect has steps after it: the handler's progress is kept, so
+/// a retry resumes at the step that failed.
+fn resumes(handler: &Handler) -> bool {
+    handler
+        .steps
+        .split_last()
+        .is_some_and(|(_, before)| before.iter().any(Step::has_side_effect))
+}
+
+/// The KV buckets a handler's deliveries use.
+struct Buckets {
+    returns: jetstream::kv::Store,
+    steps: jetstream::kv::Store,
 }
 
 /// Creates or updates the streams and the handler's consumer, retrying with backoff until NATS
@@ -280,7 +343,7 @@ async fn setup(
     name: &str,
     handler: &Handler,
     stop: &CancellationToken,
-) -> Option<(PullConsumer, jetstream::kv::Store)> {
+) -> Option<(PullConsumer, Buckets)> {
     retry::until_ok(
         stop,
         || try_setup(js, topology, name, handler),
@@ -296,12 +359,13 @@ async fn try_setup(
     topology: &Topology,
     name: &str,
     handler: &Handler,
-) -> Result<(PullConsumer, jetstream::kv::Store), Error> {
+) -> Result<(PullConsumer, Buckets), Error> {
     topology
         .ensure_work_and_dlq(js)
         .await
         .map_err(Error::Streams)?;
     let returns = topology.ensure_returns(js).await.map_err(Error::Bucket)?;
+    let steps = topology.ensure_steps(js).await.map_err(Error::Bucket)?;
     // Create or update, so changed handler settings (ack wait) apply on restart.
     let consumer = js
         .create_consumer_on_stream(
@@ -313,7 +377,7 @@ async fn try_setup(
             consumer: topology.handler_consumer(name),
             source,
         })?;
-    Ok((consumer, returns))
+    Ok((consumer, Buckets { returns, steps }))
 }
 
 #[cfg(test)]

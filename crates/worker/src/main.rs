@@ -71,6 +71,14 @@ async fn main() -> ExitCode {
         eprintln!("{e}");
         return ExitCode::from(EXIT_CONFIG);
     }
+    // Only this worker's handlers' program secrets: its environment needs no others.
+    let mut integration = Arc::unwrap_or_clone(integration);
+    if let Err(e) = integration.resolve_handler_env(&cli.handlers, &|name| std::env::var(name).ok())
+    {
+        eprintln!("{:#}", anyhow::Error::new(e));
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let integration = Arc::new(integration);
     hookyard_core::telemetry::init("hookyard-worker", cli.common.log_format);
     service::exit_code_with("worker", serve(cli, integration).await, |e| {
         let config = e
@@ -100,6 +108,7 @@ async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
         handlers: cli.handlers,
         egress_endpoint: cli.egress,
         shutdown_grace: grace,
+        base_dir: hookyard_core::service::config_dir(&cli.common.config),
     };
     let run = hookyard_worker::run(settings, listener, shutdown.clone());
     // The worker NAKs what is still running when the grace ends; this bounds the whole drain.

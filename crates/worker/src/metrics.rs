@@ -7,6 +7,8 @@
 //! - `hookyard_worker_outcome_records_dropped_total{reason}`: outcome records (see `record`)
 //!   lost: `queue_full` (more outcomes than the publisher keeps up with) or `not_stored`
 //!   (NATS refused or did not acknowledge them).
+//! - `hookyard_worker_program_failures_total{handler, reason}`: failed runs of `subprocess`
+//!   steps' programs, by reason (`temp_fail`, `exit`, `timeout`, `output_too_large`, …).
 
 use std::sync::Arc;
 
@@ -37,6 +39,13 @@ pub(crate) struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     attempt_seconds: Family<HandlerLabels, Histogram>,
     records_dropped: Family<DropLabels, Counter>,
+    program_failures: Family<ProgramLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgramLabels {
+    handler: String,
+    reason: &'static str,
 }
 
 impl Metrics {
@@ -63,11 +72,18 @@ impl Metrics {
             "Outcome records lost, by reason",
             records_dropped.clone(),
         );
+        let program_failures = Family::<ProgramLabels, Counter>::default();
+        registry.register(
+            "hookyard_worker_program_failures",
+            "Failed runs of subprocess steps' programs, by handler and reason",
+            program_failures.clone(),
+        );
         (
             Arc::new(Self {
                 deliveries,
                 attempt_seconds,
                 records_dropped,
+                program_failures,
             }),
             Arc::new(registry),
         )
@@ -88,6 +104,15 @@ impl Metrics {
                 handler: handler.to_owned(),
             })
             .observe(seconds);
+    }
+
+    pub(crate) fn program_failure(&self, handler: &str, reason: &'static str) {
+        self.program_failures
+            .get_or_create(&ProgramLabels {
+                handler: handler.to_owned(),
+                reason,
+            })
+            .inc();
     }
 
     pub(crate) fn outcome_record_dropped(&self, reason: &'static str) {

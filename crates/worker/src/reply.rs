@@ -5,25 +5,16 @@
 //! `sync`, this is a redelivery) NATS drops it, and the sender has had the configured reply.
 //! So a failed publish is only logged; it never fails the event.
 
-use hookyard_core::{config::ReplyStep, expr::Input, streams::Topology};
-use hookyard_proto::event::v1::{Envelope, Header, Reply, WorkItem};
+use hookyard_core::{config::ReplyStep, streams::Topology};
+use hookyard_proto::event::v1::{Header, Reply};
 use prost::Message as _;
 
-use crate::call::{BuildError, event_meta};
+use crate::call::{BuildError, Scope};
 
-/// Builds the reply of a `reply` step from the event.
-/// `response` is the previous `http` step's answer, if any (`$event.response`).
-pub fn build(
-    step: &ReplyStep,
-    event: &Envelope,
-    item: &WorkItem,
-    response: Option<&serde_json::Value>,
-) -> Result<Reply, BuildError> {
-    let input = Input::new(
-        &event.headers,
-        &event.body,
-        event_meta(event, item, response),
-    );
+/// Builds the reply of a `reply` step from the event and the results before it.
+pub fn build(step: &ReplyStep, scope: Scope<'_>) -> Result<Reply, BuildError> {
+    let Scope { event, item, .. } = scope;
+    let input = scope.input();
     let mut headers = Vec::with_capacity(step.headers.len());
     for (name, expr) in &step.headers {
         let value = expr
@@ -67,6 +58,7 @@ pub(crate) async fn send(client: &async_nats::Client, topology: &Topology, reply
 mod tests {
     use super::*;
     use hookyard_core::{Integration, config::Step};
+    use hookyard_proto::event::v1::{Envelope, WorkItem};
 
     #[test]
     fn a_reply_step_is_built_from_the_event() {
@@ -99,7 +91,14 @@ body = { jq = '{ price: (.qty * 7), id: $event.id, erp: $event.response.body.ref
             ..Default::default()
         };
         let response = crate::call::response_meta(&partner);
-        let reply = build(step, &event, &item, Some(&response)).expect("builds");
+        let steps = serde_json::json!({});
+        let scope = Scope {
+            event: &event,
+            item: &item,
+            response: Some(&response),
+            steps: &steps,
+        };
+        let reply = build(step, scope).expect("builds");
         assert_eq!(reply.status, 201);
         assert_eq!(reply.event_id, "evt_1");
         let body: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");

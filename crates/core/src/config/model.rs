@@ -312,13 +312,18 @@ pub struct Route {
     pub source: Option<String>,
     /// Handlers that each receive their own copy of a matching event (fan-out).
     pub handlers: Vec<String>,
+    /// Only events for which this jq filter is true, e.g. `{ jq = ".order.total > 1000" }`:
+    /// it runs on the body, with `$event` (`id`, `source`, `type`, `headers`). An event whose
+    /// body is not JSON does not match. Default: every event of the type.
+    #[serde(default)]
+    pub when: Option<Expr>,
 }
 
 /// A named pipeline of steps, run by workers started with `--handler NAME`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Handler {
-    /// Steps run in order for each event.
-    pub steps: Vec<Step>,
+    /// Steps run in order for each event (see [`super::steps`]).
+    pub steps: Vec<super::Step>,
     /// Deliveries before the event is dead-lettered (default 5).
     #[serde(default = "default_max_deliver")]
     pub max_deliver: u32,
@@ -333,40 +338,6 @@ pub struct Handler {
     /// Events one worker process handles at once (default 16).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-}
-
-/// One step of a handler.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Step {
-    /// Call a partner API through a connection.
-    Http(HttpStep),
-    /// Answer the sender of a `sync` source (see the source's `reply`).
-    Reply(super::ReplyStep),
-}
-
-/// An HTTP call to a partner, made by egress.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpStep {
-    /// Connection to call through (a key under `[connections]`).
-    pub connection: String,
-    /// HTTP method (default `POST`).
-    #[serde(default = "default_method")]
-    pub method: String,
-    /// Path (and query) appended to the connection's `base_url`: a string, or a jq string
-    /// template such as `"/v1/orders/\(.order.id)"` whose interpolated values are
-    /// percent-encoded as one path segment (after the template's `?`: as a query component).
-    pub path: crate::expr::path::PathExpr,
-    /// Insert interpolated `path` values as they are, for values that are paths themselves
-    /// (default `false`: each value is encoded). Dot segments are refused either way.
-    #[serde(default)]
-    pub path_raw: bool,
-    /// Extra request headers, each a string or an expression.
-    #[serde(default)]
-    pub headers: BTreeMap<String, Expr>,
-    /// Request body; usually `{ jq = "…" }` mapping the event body. Default: the event body as received.
-    pub body: Option<Expr>,
 }
 
 /// A partner API: where it is and how to authenticate to it.
@@ -556,9 +527,6 @@ fn default_ack_wait() -> Duration {
 }
 fn default_concurrency() -> usize {
     16
-}
-fn default_method() -> String {
-    "POST".to_owned()
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(30)

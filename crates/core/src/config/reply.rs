@@ -65,6 +65,12 @@ pub enum ReplyMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplyStep {
+    /// Name of the step (`$steps.<name>.status` is the status sent).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Run the step only when this jq filter is true.
+    #[serde(default)]
+    pub when: Option<Expr>,
     /// HTTP status, 200–599 (default 200).
     #[serde(default = "default_step_status")]
     pub status: u16,

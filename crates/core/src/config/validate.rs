@@ -5,7 +5,7 @@ use toml::de::{DeArray, DeTable, DeValue};
 
 use super::{
     ConnectionAuth, ContentPart, EnvLookup, HmacSignature, Integration, Problem, SecretScope,
-    Signature, SourceAuth, Step, content_parts,
+    Signature, SourceAuth, content_parts,
 };
 
 pub(super) const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -19,7 +19,7 @@ pub(super) fn push(problems: &mut Vec<Problem>, key: String, message: impl Into<
 }
 
 /// Names become NATS subject tokens and consumer names: keep them to a safe alphabet.
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -139,6 +139,9 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
                 "must name at least one handler",
             );
         }
+        if let Some(when) = &route.when {
+            super::validate_handlers::check_condition(problems, format!("{key}.when"), when);
+        }
         for (h, handler) in route.handlers.iter().enumerate() {
             if !i.handlers.contains_key(handler) {
                 push(
@@ -150,76 +153,7 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
         }
     }
 
-    for (name, handler) in &i.handlers {
-        let key = format!("handlers.{name}");
-        if !valid_name(name) || name == crate::streams::UNROUTED {
-            push(
-                problems,
-                key.clone(),
-                "handler names may use letters, digits, '-' and '_' (at most 64), and not be \"unrouted\"",
-            );
-        }
-        if handler.steps.is_empty() {
-            push(
-                problems,
-                format!("{key}.steps"),
-                "must have at least one step",
-            );
-        }
-        if handler.max_deliver == 0 {
-            push(problems, format!("{key}.max_deliver"), "must be at least 1");
-        }
-        if handler.backoff.is_empty() {
-            push(
-                problems,
-                format!("{key}.backoff"),
-                "must have at least one delay",
-            );
-        }
-        if handler.concurrency == 0 {
-            push(problems, format!("{key}.concurrency"), "must be at least 1");
-        }
-        if handler.ack_wait.as_millis() < 1000 {
-            push(problems, format!("{key}.ack_wait"), "must be at least 1s");
-        }
-        for (s, step) in handler.steps.iter().enumerate() {
-            let skey = format!("{key}.steps[{s}]");
-            let http = match step {
-                Step::Http(http) => http,
-                Step::Reply(reply) => {
-                    super::reply::check_reply_step(problems, &skey, reply);
-                    continue;
-                }
-            };
-            if !i.connections.contains_key(&http.connection) {
-                push(
-                    problems,
-                    format!("{skey}.connection"),
-                    format!("no connection named {:?}", http.connection),
-                );
-            }
-            if !METHODS.contains(&http.method.as_str()) {
-                push(
-                    problems,
-                    format!("{skey}.method"),
-                    format!("unknown HTTP method {:?}", http.method),
-                );
-            }
-            if let Some(p) = http.path.literal()
-                && !p.starts_with('/')
-            {
-                push(problems, format!("{skey}.path"), "must start with '/'");
-            }
-            if http.path.is_header() && !http.path_raw {
-                push(
-                    problems,
-                    format!("{skey}.path"),
-                    "a header's value is sender data: interpolate it in a jq string \
-                     ('\"/v1/\\($event.headers[\"x-id\"])\"') or set path_raw = true",
-                );
-            }
-        }
-    }
+    super::validate_handlers::check(i, problems);
 
     for (name, conn) in &i.connections {
         let key = format!("connections.{name}");
@@ -401,6 +335,9 @@ pub(super) fn resolve_secrets(
     let sources = matches!(scope, SecretScope::All | SecretScope::Sources);
     let connections = matches!(scope, SecretScope::All | SecretScope::Connections);
     let oauth2_clients = connections || scope == SecretScope::OAuth2Clients;
+    if scope == SecretScope::All {
+        resolve_step_env(i, env, None, problems);
+    }
     let mut resolve = |key: String, secret: &mut super::Secret| {
         if let Err(e) = secret.resolve(env) {
             push(problems, key, e.to_string());
@@ -453,6 +390,37 @@ pub(super) fn resolve_secrets(
                 }
             }
             ConnectionAuth::Query { value, .. } => resolve(format!("{key}.value"), value),
+        }
+    }
+}
+
+/// Resolves the secret references in the `env` of subprocess steps, of every handler or of
+/// those named in `only` (a worker resolves its own handlers' only).
+pub(super) fn resolve_step_env(
+    i: &mut Integration,
+    env: EnvLookup<'_>,
+    only: Option<&[String]>,
+    problems: &mut Vec<Problem>,
+) {
+    for (name, handler) in &mut i.handlers {
+        if only.is_some_and(|names| !names.contains(name)) {
+            continue;
+        }
+        for (s, step) in handler.steps.iter_mut().enumerate() {
+            let super::Step::Subprocess(sub) = step else {
+                continue;
+            };
+            for (var, value) in &mut sub.env {
+                if let super::EnvValue::Secret(secret) = value
+                    && let Err(e) = secret.resolve(env)
+                {
+                    push(
+                        problems,
+                        format!("handlers.{name}.steps[{s}].env.{var}"),
+                        e.to_string(),
+                    );
+                }
+            }
         }
     }
 }

@@ -33,7 +33,9 @@ const OPEN: char = '\u{e000}';
 const CLOSE: char = '\u{e001}';
 /// The format every interpolated string of a path filter gets.
 const FORMAT: &str = "@hookyard_value";
-const FORMAT_DEF: &str = r#"def @hookyard_value: "\ue000" + (tostring | @uri) + "\ue001"; "#;
+/// A missing (`null`) or empty value is an error: `/v1/orders/\(.id)` must never become
+/// `/v1/orders/null` or the collection `/v1/orders/`.
+const FORMAT_DEF: &str = r#"def @hookyard_value: if . == null or . == "" then error("a value interpolated into the path is missing or empty") else "\ue000" + (tostring | @uri) + "\ue001" end; "#;
 
 /// RFC 3986 `unreserved`: never encoded.
 const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -82,6 +84,14 @@ impl PathExpr {
         match &self.0 {
             Expr::Literal(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// The expression, when the path is computed (not a fixed string).
+    pub fn expr(&self) -> Option<&Expr> {
+        match &self.0 {
+            Expr::Literal(_) => None,
+            other => Some(other),
         }
     }
 

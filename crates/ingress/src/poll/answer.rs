@@ -117,6 +117,7 @@ pub fn records(
             }],
             body,
             dedup_key,
+            ..Default::default()
         };
         out.push(Record {
             id,

@@ -199,6 +199,7 @@ impl Worker {
                 handlers: vec![HANDLER.to_owned()],
                 egress_endpoint: egress.to_owned(),
                 shutdown_grace,
+                base_dir: std::env::current_dir()?,
             },
             listener,
             shutdown.clone(),

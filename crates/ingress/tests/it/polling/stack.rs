@@ -84,6 +84,7 @@ impl Stack {
                 handlers: integration.handlers.keys().cloned().collect(),
                 egress_endpoint: egress.clone(),
                 shutdown_grace: Duration::from_secs(5),
+                base_dir: std::env::current_dir()?,
             };
             tokio::spawn(hookyard_worker::run(settings, worker_l, shutdown.clone()));
         }
