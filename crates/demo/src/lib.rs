@@ -37,6 +37,7 @@
 //! - `form`: strict `application/x-www-form-urlencoded` decoding.
 
 mod credentials;
+pub mod enrich;
 mod form;
 mod grant;
 mod journal;

@@ -58,6 +58,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs as the compose example's `subprocess` step: reads the worker's input document on
+    /// stdin and prints the order's risk score as JSON.
+    Enrich,
     /// Probes a running demo server; exits 0 when it answers 200, 1 otherwise.
     Healthcheck {
         /// Health URL of the demo server to probe.
@@ -73,6 +76,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Enrich) = &cli.command {
+        return hookyard_demo::enrich::run();
+    }
     if let Some(Command::Healthcheck { url }) = &cli.command {
         return match probe(url).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -6,8 +6,13 @@
 //! Owns:
 //! - `consume`: one durable pull consumer per handler, shared by all replicas (so they split
 //!   the load), at most `concurrency` deliveries at once, and the graceful shutdown;
-//! - `dispatch`: one delivery — steps, progress acks, ack / NAK-with-delay / dead letter;
-//! - [`call`]: a step's egress request from its expressions, and its idempotency key;
+//! - `dispatch`: one delivery — progress acks, ack / NAK-with-delay / dead letter;
+//! - `pipeline`: the steps of one attempt, from the first one not completed, with `when`
+//!   and `$steps`; `resume`: that progress kept in `HOOKYARD_STEPS` between deliveries;
+//! - [`call`]: an `http` step's egress request from its expressions, and its idempotency key;
+//!   [`body`]: bodies by content type (answers read as JSON, XML, form, text; bodies written);
+//! - [`program`] and [`subprocess`]: `subprocess` steps — programs found at start, the input
+//!   document, one-shot runs and pools of long-lived copies; `publish`: `publish` steps;
 //! - [`outcome`]: the retry policy as pure functions (what is retryable, which backoff entry).
 //! - `record`: the outcome record of every delivery on `hookyard.audit.worker.…` (stream
 //!   `HOOKYARD_AUDIT`), best effort, for the admin API's view of an event;
@@ -34,6 +39,8 @@
 //!   cause a redelivery to another replica mid-call.
 //! - Every call carries the idempotency key `<event id>:<handler>` (later steps of a pipeline
 //!   append `:<step index>`), so a retry after a lost answer is recognisable by the partner.
+//! - A retry resumes at the step that failed (see `resume`); a program's exit 75 or timeout is
+//!   retryable, its other failures permanent (see [`subprocess`]).
 //!
 //! # Why the consumer has no `max_deliver` of its own
 //!

@@ -84,3 +84,45 @@ fn an_unreadable_file_fails() {
     let (ok, _) = validate("/nonexistent/integration.toml".as_ref(), true);
     assert!(!ok);
 }
+
+#[test]
+fn a_subprocess_program_that_cannot_run_is_named_with_its_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("data.txt"), "not a program").expect("write");
+    let script = dir.path().join("ok.sh");
+    std::fs::write(&script, "#!/bin/sh\necho '{}'\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let handler = |name: &str, command: &str| {
+        format!(
+            "[handlers.{name}]\nsteps = [{{ type = \"subprocess\", command = [\"{command}\"] }}]\n"
+        )
+    };
+    let text = [
+        handler("missing", "./missing.py"),
+        handler("plain", "./data.txt"),
+        handler("nowhere", "no-such-program-anywhere"),
+        handler("fine", "./ok.sh"),
+    ]
+    .concat();
+    let file = dir.path().join("integration.toml");
+    std::fs::write(&file, text).expect("write");
+    let (ok, out) = validate(&file, false);
+    assert!(!ok, "{out}");
+    for (key, says) in [
+        ("handlers.missing.steps[0].command", "missing.py"),
+        ("handlers.plain.steps[0].command", "data.txt"),
+        (
+            "handlers.nowhere.steps[0].command",
+            "no-such-program-anywhere",
+        ),
+    ] {
+        let line = out.lines().find(|l| l.contains(key));
+        assert!(
+            line.is_some_and(|l| l.contains(says)),
+            "{key} naming {says} not in: {out}"
+        );
+    }
+    assert!(!out.contains("handlers.fine"), "{out}");
+    assert!(out.contains("3 problem(s)"), "{out}");
+}

@@ -226,8 +226,7 @@ pub enum SubprocessMode {
 
 /// The value of a subprocess environment variable: literal text, or a secret reference
 /// (`${env:NAME}`, `${file:/run/secrets/name}`) whose value the worker resolves at start.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone)]
 pub enum EnvValue {
     /// Text passed as it is.
     Literal(String),
@@ -244,6 +243,12 @@ impl TryFrom<String> for EnvValue {
         } else {
             Ok(Self::Literal(text))
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::try_from(String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -310,3 +315,7 @@ fn default_max_output_bytes() -> u64 {
 fn default_processes() -> usize {
     1
 }
+
+#[cfg(test)]
+#[path = "steps_tests.rs"]
+mod tests;
