@@ -48,6 +48,10 @@ enum Command {
     Validate {
         /// The integration file.
         file: PathBuf,
+        /// Do not look for the programs of `subprocess` steps: for checking a file on a machine
+        /// other than where its workers run (the programs are checked when a worker starts).
+        #[arg(long)]
+        skip_programs: bool,
     },
     /// Run every service in one process (for development and trying hookyard out).
     Dev(Box<Dev>),
@@ -115,7 +119,10 @@ struct Dev {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { file } => validate(&file),
+        Command::Validate {
+            file,
+            skip_programs,
+        } => validate(&file, !skip_programs),
         Command::Connection(command) => connection::run(command),
         Command::Poll(args) => poll::run(args),
         Command::Admin(command) => admin::run(command),
@@ -146,11 +153,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn validate(file: &std::path::Path) -> ExitCode {
+fn validate(file: &std::path::Path, programs: bool) -> ExitCode {
     let loaded = Integration::load(file).and_then(|i| {
         // Only the worker runs programs; validate checks them as a worker would at start.
-        let programs =
-            hookyard_worker::program::check(&i, &hookyard_core::service::config_dir(file));
+        let programs = if programs {
+            hookyard_worker::program::check(&i, &hookyard_core::service::config_dir(file))
+        } else {
+            Vec::new()
+        };
         if programs.is_empty() {
             Ok(i)
         } else {

@@ -125,4 +125,12 @@ fn a_subprocess_program_that_cannot_run_is_named_with_its_key() {
     }
     assert!(!out.contains("handlers.fine"), "{out}");
     assert!(out.contains("3 problem(s)"), "{out}");
+
+    let skipped = Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        .args(["validate", "--skip-programs"])
+        .arg(&file)
+        .env_clear()
+        .output()
+        .expect("runs hookyard");
+    assert!(skipped.status.success(), "{skipped:?}");
 }
