@@ -10,7 +10,11 @@
 //! CPU seconds per 1000 events from `/proc/<pid>/stat`, idle and peak RSS, and overload
 //! (10× capacity offered). It writes a JSON file and prints a table with the ratios.
 //!
-//! `--smoke` runs a ~10 s version and exits non-zero when something is broken (not on speed).
+//! Then it measures subprocess steps (see `subprocess`): one Python 3 program run by the
+//! worker's own runner as a process per event and as a pool of long-lived processes.
+//!
+//! `--smoke` runs a ~10 s version and exits non-zero when something is broken (not on speed);
+//! `--only ingress` or `--only subprocess` runs one part.
 //! `fast-batch-probe` measures whether JetStream batch publishing (atomic, and ADR-50 fast
 //! batches) groups fsyncs under `sync_interval: always` (see `probe`).
 //! Not measured yet: W2 end to end through router, worker and egress, and the backlog drain.
@@ -21,12 +25,13 @@ mod overload;
 mod probe;
 mod procs;
 mod report;
+mod subprocess;
 mod suite;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::{procs::Mode, report::System};
@@ -69,6 +74,36 @@ struct Cli {
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
+    /// Runs one part only (default: both).
+    #[arg(long, value_enum)]
+    only: Option<Part>,
+    /// Subprocess steps: events in flight (oneshot: processes at once; persistent: the pool's
+    /// processes).
+    #[arg(long, default_value_t = 8)]
+    subprocess_concurrency: usize,
+    /// Subprocess steps: events per measurement, instead of `--seconds`.
+    #[arg(long)]
+    subprocess_events: Option<u64>,
+    /// Subprocess steps: event body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    subprocess_body: usize,
+    /// Subprocess steps: the Python 3 interpreter (default `python3` on PATH; the program runs
+    /// with its `sys.executable`).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Subprocess steps: an interpreter flag before the script, e.g. `--python-arg=-S` (no
+    /// `site`: what a start costs without site-packages' `.pth` files); repeatable.
+    #[arg(long, allow_hyphen_values = true)]
+    python_arg: Vec<String>,
+}
+
+/// The parts of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// W1 ingress accept against its floors, overload and memory (starts NATS and ingress).
+    Ingress,
+    /// Subprocess step throughput, a process per event against persistent processes.
+    Subprocess,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +143,18 @@ enum Command {
 struct Results {
     machine: Machine,
     nats_version: &'static str,
+    records: Vec<report::Record>,
+    summaries: Vec<report::Summary>,
+    ratios: Vec<report::Ratio>,
+    overload: Vec<overload::Overload>,
+    memory: Vec<suite::Memory>,
+    /// `null` when `--only ingress`.
+    subprocess: Option<subprocess::Report>,
+}
+
+/// What the ingress part found (all empty when `--only subprocess`).
+#[derive(Default)]
+struct IngressResults {
     records: Vec<report::Record>,
     summaries: Vec<report::Summary>,
     ratios: Vec<report::Ratio>,
@@ -245,7 +292,52 @@ async fn stopped() {
 /// Runs the suite; returns what is broken (smoke checks).
 async fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
     let load_before = read("/proc/loadavg").trim().to_owned();
-    let plan = if cli.smoke {
+    let dir = std::env::temp_dir().join(format!("hookyard-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut problems = Vec::new();
+    let ingress = if cli.only == Some(Part::Subprocess) {
+        IngressResults::default()
+    } else {
+        let ingress = run_ingress(&cli, &dir).await?;
+        if cli.smoke {
+            problems.extend(smoke_problems(&ingress.records, &ingress.overload));
+        }
+        ingress
+    };
+    let subprocess = if cli.only == Some(Part::Ingress) {
+        None
+    } else {
+        eprintln!("hookyard-bench: measuring subprocess steps");
+        let report = subprocess::run(&subprocess_plan(&cli), &dir).await?;
+        println!("{}", subprocess::table(&report));
+        if cli.smoke {
+            problems.extend(subprocess::problems(&report));
+        }
+        Some(report)
+    };
+    let results = Results {
+        machine: machine(load_before),
+        nats_version: include_str!("../../../deploy/nats/VERSION").trim(),
+        records: ingress.records,
+        summaries: ingress.summaries,
+        ratios: ingress.ratios,
+        overload: ingress.overload,
+        memory: ingress.memory,
+        subprocess,
+    };
+    if let Some(parent) = cli.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&cli.out, serde_json::to_vec_pretty(&results)?)
+        .with_context(|| format!("failed to write {}", cli.out.display()))?;
+    eprintln!("hookyard-bench: results in {}", cli.out.display());
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(problems)
+}
+
+/// The ingress part's plan: from the command line, or the smoke run's.
+fn ingress_plan(cli: &Cli) -> suite::Plan {
+    if cli.smoke {
         suite::Plan {
             repetitions: 1,
             seconds: 0.4,
@@ -263,28 +355,61 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
             rates: cli.rates.clone(),
             overload_seconds: cli.overload_seconds,
         }
-    };
-    let modes: Vec<Mode> = if cli.smoke {
-        vec![Mode::SyncAlways]
+    }
+}
+
+/// The subprocess part's plan: from the command line, or the smoke run's (a few events per
+/// way, enough to check every answer, too few to time).
+fn subprocess_plan(cli: &Cli) -> subprocess::Plan {
+    if cli.smoke {
+        subprocess::Plan {
+            repetitions: 1,
+            seconds: 0.0,
+            events: Some(16),
+            concurrency: 4,
+            body_bytes: cli.subprocess_body,
+            python: cli.python.clone(),
+            python_args: cli.python_arg.clone(),
+        }
     } else {
-        cli.modes
-            .iter()
-            .map(|m| match m.as_str() {
-                "always" => Ok(Mode::SyncAlways),
-                "default" => Ok(Mode::Default),
-                other => anyhow::bail!("unknown mode {other:?} (always, default)"),
-            })
-            .collect::<Result<_, _>>()?
-    };
-    let dir = std::env::temp_dir().join(format!("hookyard-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let nats_binary = procs::nats_binary(cli.nats_server.clone(), &dir)?;
+        subprocess::Plan {
+            repetitions: cli.repetitions.max(1),
+            seconds: cli.seconds,
+            events: cli.subprocess_events,
+            concurrency: cli.subprocess_concurrency.max(1),
+            body_bytes: cli.subprocess_body,
+            python: cli.python.clone(),
+            python_args: cli.python_arg.clone(),
+        }
+    }
+}
+
+/// The durability modes to measure ingress in.
+fn modes(cli: &Cli) -> anyhow::Result<Vec<Mode>> {
+    if cli.smoke {
+        return Ok(vec![Mode::SyncAlways]);
+    }
+    cli.modes
+        .iter()
+        .map(|m| match m.as_str() {
+            "always" => Ok(Mode::SyncAlways),
+            "default" => Ok(Mode::Default),
+            other => anyhow::bail!("unknown mode {other:?} (always, default)"),
+        })
+        .collect()
+}
+
+/// Measures ingress against its floors in every mode and prints its tables.
+async fn run_ingress(cli: &Cli, dir: &std::path::Path) -> anyhow::Result<IngressResults> {
+    let plan = ingress_plan(cli);
+    let modes = modes(cli)?;
+    let nats_binary = procs::nats_binary(cli.nats_server.clone(), dir)?;
     let mut records = Vec::new();
     let mut overload = Vec::new();
     let mut memory = Vec::new();
     for mode in modes {
         eprintln!("hookyard-bench: measuring with {}", mode.label());
-        let results = suite::run_mode(&plan, mode, &nats_binary, &dir).await?;
+        let results = suite::run_mode(&plan, mode, &nats_binary, dir).await?;
         records.extend(results.records);
         overload.extend(results.overload);
         memory.extend(results.memory);
@@ -292,7 +417,18 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
     let summaries = report::summarize(&records);
     let ratios = report::ratios(&summaries);
     println!("{}", report::table(&summaries, &ratios));
-    for o in &overload {
+    print_overload_and_memory(&overload, &memory);
+    Ok(IngressResults {
+        records,
+        summaries,
+        ratios,
+        overload,
+        memory,
+    })
+}
+
+fn print_overload_and_memory(overload: &[overload::Overload], memory: &[suite::Memory]) {
+    for o in overload {
         println!(
             "overload ({}): {:.0}/s offered for {:.1} s: {} accepted, {} shed (503/429; {} without Retry-After), {} other, {} connection errors, p99 {:.1} ms, ingress peak RSS {} KiB, recovered in {:.0} ms",
             o.mode.label(),
@@ -308,7 +444,7 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
             o.recovery_ms
         );
     }
-    for m in &memory {
+    for m in memory {
         println!(
             "memory ({}): {} idle {} KiB, peak {} KiB",
             m.mode.label(),
@@ -317,28 +453,6 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
             m.peak_rss_kib
         );
     }
-    let problems = if cli.smoke {
-        smoke_problems(&records, &overload)
-    } else {
-        Vec::new()
-    };
-    let results = Results {
-        machine: machine(load_before),
-        nats_version: include_str!("../../../deploy/nats/VERSION").trim(),
-        records,
-        summaries,
-        ratios,
-        overload,
-        memory,
-    };
-    if let Some(parent) = cli.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&cli.out, serde_json::to_vec_pretty(&results)?)
-        .with_context(|| format!("failed to write {}", cli.out.display()))?;
-    eprintln!("hookyard-bench: results in {}", cli.out.display());
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(problems)
 }
 
 /// What the smoke run must see: every system accepted something, nothing but 2xx under normal

@@ -96,13 +96,64 @@ impl Drop for Proc {
 }
 
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here (0-based 11, 12).
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    stat_seconds(&stat_fields(&pid.to_string())?, UTIME, STIME)
+}
+
+/// Indexes in [`stat_fields`]: fields 4, 14, 15, 16 and 17 of `/proc/<pid>/stat` (1-based).
+const PPID: usize = 1;
+const UTIME: usize = 11;
+const STIME: usize = 12;
+const CUTIME: usize = 13;
+const CSTIME: usize = 14;
+
+/// The fields of `/proc/<who>/stat` after the command name, which is in parentheses and may
+/// hold spaces (index 0 is the state, field 3 of the whole line).
+fn stat_fields(who: &str) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{who}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The sum of two tick counts of `fields`, in seconds.
+fn stat_seconds(fields: &[String], a: usize, b: usize) -> Option<f64> {
+    let ticks = fields.get(a)?.parse::<f64>().ok()? + fields.get(b)?.parse::<f64>().ok()?;
     Some(ticks / clock_ticks())
+}
+
+/// User plus system CPU seconds of the bench process itself so far.
+pub fn self_cpu_seconds() -> f64 {
+    stat_fields("self")
+        .and_then(|f| stat_seconds(&f, UTIME, STIME))
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds of the bench's child processes: the reaped ones (`cutime + cstime` of
+/// `/proc/self/stat`, which the kernel adds up when a child is waited for) plus the running
+/// ones (their own `/proc/<pid>/stat`). Two readings differ by what the children used in
+/// between, whether they exited meanwhile or not, so that a process per event and long-lived
+/// processes are counted alike; a reading is exact when no child is reaped during it.
+/// Grandchildren count once their parent (a child) has waited for them.
+pub fn children_cpu_seconds() -> f64 {
+    let reaped = stat_fields("self")
+        .and_then(|f| stat_seconds(&f, CUTIME, CSTIME))
+        .unwrap_or(0.0);
+    reaped + running_children().iter().map(|(_, cpu)| cpu).sum::<f64>()
+}
+
+/// The bench's running child processes: pid and CPU seconds so far of each.
+pub fn running_children() -> Vec<(u32, f64)> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let fields = stat_fields(&pid.to_string())?;
+            (fields.get(PPID)? == &me).then_some(())?;
+            Some((pid, stat_seconds(&fields, UTIME, STIME)?))
+        })
+        .collect()
 }
 
 fn clock_ticks() -> f64 {

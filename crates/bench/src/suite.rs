@@ -173,6 +173,96 @@ fn self_cpu() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Everything measured in one mode: NATS, the two ingress setups and the two floor servers.
+struct Systems {
+    nats: Nats,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    batched: Ingress,
+    unbatched: Ingress,
+    hyper: (Proc, SocketAddr),
+    naive: (Proc, SocketAddr),
+}
+
+impl Systems {
+    async fn start(mode: Mode, nats_binary: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let nats = Nats::start(nats_binary, dir, mode).await?;
+        let client = async_nats::connect(&nats.url).await?;
+        let js = jetstream::new(client.clone());
+        ensure_stream(&js, "BENCH_NAIVE", "bench.naive.>").await?;
+        ensure_stream(&js, "BENCH_RAW", "bench.raw.>").await?;
+        let batched = start_ingress(dir, &nats, "bb", 100).await?;
+        let unbatched = start_ingress(dir, &nats, "bu", 1).await?;
+        let me = std::env::current_exe()?;
+        let floor = |kind: &str| {
+            let mut cmd = Command::new(&me);
+            cmd.args(["floor-server", "--kind", kind, "--subject", NAIVE_SUBJECT]);
+            cmd
+        };
+        let hyper = Proc::spawn_listening("floor-hyper", &mut floor("hyper"))?;
+        let naive = Proc::spawn_listening(
+            "floor-naive",
+            floor("naive").arg("--nats-url").arg(&nats.url),
+        )?;
+        Ok(Self {
+            nats,
+            client,
+            js,
+            batched,
+            unbatched,
+            hyper,
+            naive,
+        })
+    }
+
+    /// The servers whose memory is reported.
+    fn servers(&self) -> [&Proc; 4] {
+        [
+            &self.batched.proc,
+            &self.unbatched.proc,
+            &self.hyper.0,
+            &self.naive.0,
+        ]
+    }
+
+    /// The server answering `system` (none for JetStream floors), its address, and the streams
+    /// its events land in (purged before each run; the first is checked for losses).
+    fn target(&self, system: System) -> (Option<&Proc>, Option<SocketAddr>, Vec<String>) {
+        fn ingress(i: &Ingress) -> (Option<&Proc>, Option<SocketAddr>, Vec<String>) {
+            (
+                Some(&i.proc),
+                Some(i.addr),
+                vec![in_stream(&i.namespace), dedup_stream(&i.namespace)],
+            )
+        }
+        match system {
+            System::Ingress => ingress(&self.batched),
+            System::IngressUnbatched => ingress(&self.unbatched),
+            System::NaivePublish => (
+                Some(&self.naive.0),
+                Some(self.naive.1),
+                vec!["BENCH_NAIVE".into()],
+            ),
+            System::Http202 => (Some(&self.hyper.0), Some(self.hyper.1), vec![]),
+            System::JsOneByOne | System::JsBatched => (None, None, vec!["BENCH_RAW".into()]),
+        }
+    }
+
+    /// CPU seconds so far of `server` (this process for the JetStream floors) and NATS.
+    fn cpu(&self, server: Option<&Proc>) -> f64 {
+        server.map(Proc::cpu_seconds).unwrap_or_else(self_cpu) + self.nats.proc.cpu_seconds()
+    }
+}
+
+/// One closed-loop measurement: a shape of load against one system.
+struct Closed {
+    mode: Mode,
+    system: System,
+    body: usize,
+    concurrency: usize,
+    repetition: usize,
+}
+
 /// Runs every measurement of `plan` in `mode`.
 pub async fn run_mode(
     plan: &Plan,
@@ -180,38 +270,9 @@ pub async fn run_mode(
     nats_binary: &Path,
     dir: &Path,
 ) -> anyhow::Result<ModeResults> {
-    let nats = Nats::start(nats_binary, dir, mode).await?;
-    let client = async_nats::connect(&nats.url).await?;
-    let js = jetstream::new(client.clone());
-    ensure_stream(&js, "BENCH_NAIVE", "bench.naive.>").await?;
-    ensure_stream(&js, "BENCH_RAW", "bench.raw.>").await?;
-    let batched = start_ingress(dir, &nats, "bb", 100).await?;
-    let unbatched = start_ingress(dir, &nats, "bu", 1).await?;
-    let me = std::env::current_exe()?;
-    let (hyper, hyper_addr) = Proc::spawn_listening(
-        "floor-hyper",
-        Command::new(&me).args([
-            "floor-server",
-            "--kind",
-            "hyper",
-            "--subject",
-            NAIVE_SUBJECT,
-        ]),
-    )?;
-    let (naive, naive_addr) = Proc::spawn_listening(
-        "floor-naive",
-        Command::new(&me)
-            .args([
-                "floor-server",
-                "--kind",
-                "naive",
-                "--subject",
-                NAIVE_SUBJECT,
-                "--nats-url",
-            ])
-            .arg(&nats.url),
-    )?;
-    let mut memory: Vec<Memory> = [&batched.proc, &unbatched.proc, &hyper, &naive]
+    let systems = Systems::start(mode, nats_binary, dir).await?;
+    let mut memory: Vec<Memory> = systems
+        .servers()
         .iter()
         .map(|p| Memory {
             mode,
@@ -220,79 +281,20 @@ pub async fn run_mode(
             peak_rss_kib: 0,
         })
         .collect();
-
-    let mut records = Vec::new();
     let duration = Duration::from_secs_f64(plan.seconds);
+    let mut records = Vec::new();
     for repetition in 0..plan.repetitions {
         for &body in &plan.bodies {
-            for &c in &plan.concurrency {
+            for &concurrency in &plan.concurrency {
                 for system in System::ALL {
-                    let bodies = Bodies::new(body, &format!("{mode:?}-{repetition}-{c}-{body}"));
-                    let (server, addr, streams): (Option<&Proc>, Option<SocketAddr>, Vec<String>) =
-                        match system {
-                            System::Ingress => (
-                                Some(&batched.proc),
-                                Some(batched.addr),
-                                vec![
-                                    in_stream(&batched.namespace),
-                                    dedup_stream(&batched.namespace),
-                                ],
-                            ),
-                            System::IngressUnbatched => (
-                                Some(&unbatched.proc),
-                                Some(unbatched.addr),
-                                vec![
-                                    in_stream(&unbatched.namespace),
-                                    dedup_stream(&unbatched.namespace),
-                                ],
-                            ),
-                            System::NaivePublish => {
-                                (Some(&naive), Some(naive_addr), vec!["BENCH_NAIVE".into()])
-                            }
-                            System::Http202 => (Some(&hyper), Some(hyper_addr), vec![]),
-                            System::JsOneByOne | System::JsBatched => {
-                                (None, None, vec!["BENCH_RAW".into()])
-                            }
-                        };
-                    for s in &streams {
-                        purge(&js, s).await;
-                    }
-                    let cpu_before = server.map(Proc::cpu_seconds).unwrap_or_else(self_cpu)
-                        + nats.proc.cpu_seconds();
-                    let mut outcome = match (system, addr) {
-                        (System::JsOneByOne, _) => {
-                            floors::publish_one_by_one(&js, RAW_SUBJECT, body, c, duration).await
-                        }
-                        (System::JsBatched, _) => {
-                            floors::publish_batched(&client, RAW_SUBJECT, body, c, duration).await
-                        }
-                        (_, Some(addr)) => {
-                            load::closed_loop(addr, PATH, &bodies, c, duration).await
-                        }
-                        _ => unreachable!("every HTTP system has an address"),
-                    };
-                    let cpu = server.map(Proc::cpu_seconds).unwrap_or_else(self_cpu)
-                        + nats.proc.cpu_seconds()
-                        - cpu_before;
-                    let lost = match system {
-                        System::Ingress | System::IngressUnbatched => stored(&js, &streams[0])
-                            .await
-                            .map(|n| outcome.ok.saturating_sub(n)),
-                        _ => None,
-                    };
-                    records.push(record(
+                    let shape = Closed {
                         mode,
                         system,
-                        "closed",
-                        c,
-                        None,
                         body,
+                        concurrency,
                         repetition,
-                        &mut outcome,
-                        lost,
-                        cpu,
-                        server,
-                    ));
+                    };
+                    records.push(closed(&systems, &shape, duration).await);
                 }
             }
         }
@@ -306,21 +308,95 @@ pub async fn run_mode(
             .filter(|r| r.system == System::Ingress && r.concurrency == top && r.body_bytes == body)
             .map(|r| r.accepted_per_s),
     );
+    records.extend(rates(plan, mode, &systems, capacity, body).await);
+    let overload = if plan.overload_seconds > 0.0 {
+        let b = &systems.batched;
+        Some(overload::run(plan, mode, b.addr, &b.proc, capacity, body).await)
+    } else {
+        None
+    };
+    for (m, p) in memory.iter_mut().zip(systems.servers()) {
+        m.peak_rss_kib = p.peak_rss_kib();
+    }
+    Ok(ModeResults {
+        records,
+        overload,
+        memory,
+    })
+}
+
+/// Runs one closed-loop measurement, with its CPU and, for ingress, what it lost.
+async fn closed(systems: &Systems, shape: &Closed, duration: Duration) -> Record {
+    let Closed {
+        mode,
+        system,
+        body,
+        concurrency: c,
+        repetition,
+    } = *shape;
+    let bodies = Bodies::new(body, &format!("{mode:?}-{repetition}-{c}-{body}"));
+    let (server, addr, streams) = systems.target(system);
+    for s in &streams {
+        purge(&systems.js, s).await;
+    }
+    let cpu_before = systems.cpu(server);
+    let mut outcome = match (system, addr) {
+        (System::JsOneByOne, _) => {
+            floors::publish_one_by_one(&systems.js, RAW_SUBJECT, body, c, duration).await
+        }
+        (System::JsBatched, _) => {
+            floors::publish_batched(&systems.client, RAW_SUBJECT, body, c, duration).await
+        }
+        (_, Some(addr)) => load::closed_loop(addr, PATH, &bodies, c, duration).await,
+        _ => unreachable!("every HTTP system has an address"),
+    };
+    let cpu = systems.cpu(server) - cpu_before;
+    let lost = match system {
+        System::Ingress | System::IngressUnbatched => stored(&systems.js, &streams[0])
+            .await
+            .map(|n| outcome.ok.saturating_sub(n)),
+        _ => None,
+    };
+    record(
+        mode,
+        system,
+        "closed",
+        c,
+        None,
+        body,
+        repetition,
+        &mut outcome,
+        lost,
+        cpu,
+        server,
+    )
+}
+
+/// The open-loop measurements: each ingress setup offered fixed fractions of `capacity`.
+async fn rates(
+    plan: &Plan,
+    mode: Mode,
+    systems: &Systems,
+    capacity: f64,
+    body: usize,
+) -> Vec<Record> {
+    let duration = Duration::from_secs_f64(plan.seconds);
+    let mut records = Vec::new();
     for repetition in 0..plan.repetitions {
         for &fraction in &plan.rates {
             for (system, ingress) in [
-                (System::Ingress, &batched),
-                (System::IngressUnbatched, &unbatched),
+                (System::Ingress, &systems.batched),
+                (System::IngressUnbatched, &systems.unbatched),
             ] {
                 let rate = (capacity * fraction).max(1.0);
-                purge(&js, &in_stream(&ingress.namespace)).await;
-                purge(&js, &dedup_stream(&ingress.namespace)).await;
+                purge(&systems.js, &in_stream(&ingress.namespace)).await;
+                purge(&systems.js, &dedup_stream(&ingress.namespace)).await;
                 let bodies = Bodies::new(body, &format!("{mode:?}-rate-{repetition}-{fraction}"));
-                let cpu_before = ingress.proc.cpu_seconds() + nats.proc.cpu_seconds();
+                let cpu_before = systems.cpu(Some(&ingress.proc));
                 let mut outcome =
                     load::open_loop(ingress.addr, PATH, &bodies, rate, duration, 512).await;
-                let cpu = ingress.proc.cpu_seconds() + nats.proc.cpu_seconds() - cpu_before;
-                let lost = stored(&js, &in_stream(&ingress.namespace))
+                let cpu = systems.cpu(Some(&ingress.proc)) - cpu_before;
+                let lost = stored(&systems.js, &in_stream(&ingress.namespace))
                     .await
                     .map(|n| outcome.ok.saturating_sub(n));
                 records.push(record(
@@ -339,22 +415,7 @@ pub async fn run_mode(
             }
         }
     }
-    let overload = if plan.overload_seconds > 0.0 {
-        Some(overload::run(plan, mode, batched.addr, &batched.proc, capacity, body).await)
-    } else {
-        None
-    };
-    for (m, p) in memory
-        .iter_mut()
-        .zip([&batched.proc, &unbatched.proc, &hyper, &naive])
-    {
-        m.peak_rss_kib = p.peak_rss_kib();
-    }
-    Ok(ModeResults {
-        records,
-        overload,
-        memory,
-    })
+    records
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {
