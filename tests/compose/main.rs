@@ -21,6 +21,7 @@ use std::{
 };
 
 use anyhow::{Context, ensure};
+use hookyard_testkit::free_port;
 use project::{Project, docker};
 use traffic::{Answer, Partner, Sender, Tally};
 
@@ -44,12 +45,6 @@ fn version() -> anyhow::Result<String> {
         .and_then(|v| v.strip_suffix('"'))
         .map(str::to_owned)
         .context("workspace version")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// A config directory the containers (uid 10001) can read, holding `integration.toml` and the
@@ -199,7 +194,7 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
     let calls = partner.calls().await?;
     for (id, t) in &tally.accepted {
         for h in traffic::handlers_of(t) {
-            let Some(c) = calls.get(&format!("{id}:{h}")) else {
+            let Some(c) = calls.get(&traffic::partner_key(id, h)) else {
                 continue;
             };
             let (prefix, auth) = if *h == "shipments" {
@@ -210,6 +205,12 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
             ensure!(
                 c[0].path.starts_with(prefix) && c[0].auth == auth,
                 "{t} for {h} arrived as {:?}",
+                c[0]
+            );
+            // order-audit's program (a subprocess step) scored the order before the call.
+            ensure!(
+                *h != "order-audit" || c[0].body["risk"].is_string(),
+                "{t} for {h} arrived without the program's risk score: {:?}",
                 c[0]
             );
         }

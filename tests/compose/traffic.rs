@@ -21,6 +21,16 @@ pub fn handlers_of(event_type: &str) -> &'static [&'static str] {
     }
 }
 
+/// The idempotency key of the partner call a handler makes for event `id`: `<id>:<handler>`,
+/// with the step's index appended for a call that is not the handler's first step
+/// (`order-audit` runs its program first, then calls the partner).
+pub fn partner_key(id: &str, handler: &str) -> String {
+    match handler {
+        "order-audit" => format!("{id}:{handler}:1"),
+        _ => format!("{id}:{handler}"),
+    }
+}
+
 pub fn body_of(event_type: &str, n: usize) -> serde_json::Value {
     match event_type {
         "shipment.updated" => json!({"shipment": {
@@ -123,7 +133,7 @@ impl Tally {
     pub fn expected(&self) -> HashSet<String> {
         self.accepted
             .iter()
-            .flat_map(|(id, t)| handlers_of(t).iter().map(move |h| format!("{id}:{h}")))
+            .flat_map(|(id, t)| handlers_of(t).iter().map(move |h| partner_key(id, h)))
             .collect()
     }
 }
@@ -138,6 +148,7 @@ pub struct Partner {
 pub struct Call {
     pub path: String,
     pub auth: String,
+    pub body: serde_json::Value,
 }
 
 impl Partner {
@@ -159,6 +170,7 @@ impl Partner {
             out.entry(key.to_owned()).or_default().push(Call {
                 path: c["path"].as_str().unwrap_or_default().to_owned(),
                 auth: c["auth"].as_str().unwrap_or_default().to_owned(),
+                body: c["body"].clone(),
             });
         }
         Ok(out)
