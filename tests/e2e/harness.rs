@@ -7,7 +7,7 @@ use hookyard_core::{Integration, streams::Topology};
 use hookyard_proto::event::v1::DeadLetter;
 use hookyard_testkit::{Nats, unique_namespace, wait_for};
 use prost::Message;
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Basic-auth credentials the test sources expect.
@@ -40,12 +40,6 @@ pub struct Stack {
     http: reqwest::Client,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
-}
-
-async fn listener() -> anyhow::Result<(TcpListener, String)> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = l.local_addr()?;
-    Ok((l, format!("http://{addr}")))
 }
 
 fn env(name: &str) -> Option<String> {
@@ -86,12 +80,12 @@ impl Stack {
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
-        let (token_l, token_url) = listener().await?;
-        let (egress_l, egress_url) = listener().await?;
-        let (router_l, router_url) = listener().await?;
-        let (worker_l, worker_url) = listener().await?;
-        let (ingress_l, ingress_url) = listener().await?;
-        let (admin_l, admin_url) = listener().await?;
+        let (token_l, token_url) = hookyard_testkit::listener().await?;
+        let (egress_l, egress_url) = hookyard_testkit::listener().await?;
+        let (router_l, router_url) = hookyard_testkit::listener().await?;
+        let (worker_l, worker_url) = hookyard_testkit::listener().await?;
+        let (ingress_l, ingress_url) = hookyard_testkit::listener().await?;
+        let (admin_l, admin_url) = hookyard_testkit::listener().await?;
 
         let spawn =
             |name: &'static str, fut: futures::future::BoxFuture<'static, anyhow::Result<()>>| {
@@ -104,6 +98,7 @@ impl Stack {
 
         let s = hookyard_token::Settings {
             integration: integration.clone(),
+            store: None,
         };
         let sd = shutdown.clone();
         tasks.push(spawn(
@@ -111,20 +106,19 @@ impl Stack {
             Box::pin(async move { Ok(hookyard_token::run(s, token_l, sd).await?) }),
         ));
 
+        // Audited, so the admin API can show every outbound attempt of an event.
+        let audit =
+            hookyard_egress::Audit::start(nats.client().await?, &topology, shutdown.clone());
         let s = hookyard_egress::Settings {
             integration: integration.clone(),
             token_endpoint: Some(token_url.clone()),
             reload: None,
+            audit: Some(audit),
         };
         let sd = shutdown.clone();
-        // Audited, so the admin API can show every outbound attempt of an event.
-        let audit =
-            hookyard_egress::Audit::start(nats.client().await?, &topology, shutdown.clone());
         tasks.push(spawn(
             "egress",
-            Box::pin(
-                async move { Ok(hookyard_egress::run_audited(s, audit, egress_l, sd).await?) },
-            ),
+            Box::pin(async move { Ok(hookyard_egress::run(s, egress_l, sd).await?) }),
         ));
 
         let s = hookyard_router::Settings {
@@ -237,7 +231,7 @@ impl Stack {
     /// Starts one more ingress replica on the same NATS and namespace, returns its base URL
     /// once it is ready. It stops with the stack.
     pub async fn add_ingress(&mut self) -> anyhow::Result<String> {
-        let (listener, url) = listener().await?;
+        let (listener, url) = hookyard_testkit::listener().await?;
         let mut s = hookyard_ingress::Settings::new(
             self.integration.clone(),
             self.nats.client().await?,

@@ -11,19 +11,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
 use crate::harness::*;
 
-/// The Python interpreter itself (not a version manager's shim, which needs variables a
-/// program with a cleared environment does not get).
-pub fn python() -> String {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .expect("python3 runs");
-    String::from_utf8(out.stdout)
-        .expect("utf-8 path")
-        .trim()
-        .to_owned()
-}
-
 const ENRICH: &str = r#"
 import json, os, sys, time
 
@@ -107,7 +94,12 @@ async fn a_python_program_enriches_the_event_and_its_failures_say_why() -> anyho
         .respond_with(ResponseTemplate::new(201))
         .mount(&partner)
         .await;
-    let config = config(&partner.uri(), &auth.uri(), &python(), dir.path());
+    let config = config(
+        &partner.uri(),
+        &auth.uri(),
+        hookyard_testkit::python(),
+        dir.path(),
+    );
     // The secret in the program's env is one the worker resolves; see `harness::env`.
     let stack = Stack::start_in(&config, |_| {}, dir.path()).await?;
 
@@ -246,7 +238,7 @@ connection = "erp"
 path = "/v1/lines"
 body = {{ jq = '{{ id: .order.id, n: $steps.double.result.n }}' }}
 "#,
-        python = python(),
+        python = hookyard_testkit::python(),
         dir = dir.path().display()
     );
     let config = shop_config(&partner.uri(), &auth.uri(), &handler);

@@ -210,47 +210,30 @@ async fn run_dev(dev: Dev, integration: Arc<Integration>) -> anyhow::Result<()> 
     let nats = settings::connect_nats(&dev.nats_url, "hookyard-dev")
         .await
         .context("failed to connect to nats")?;
-    let token_endpoint = format!("http://{}", dev.token_listen);
-    let egress_endpoint = format!("http://{}", dev.egress_listen);
+    let mut services = Services {
+        tasks: tokio::task::JoinSet::new(),
+        shutdown: shutdown.clone(),
+    };
 
-    let mut tasks = tokio::task::JoinSet::new();
+    let l = bind(dev.token_listen).await?;
+    let store = dev_token_keys(&dev)
+        .await?
+        .map(|(keys, consent)| hookyard_token::StoreSettings {
+            nats: nats.clone(),
+            topology: topology.clone(),
+            keys: Arc::new(keys),
+            policy: hookyard_token::Policy::default(),
+            consent: Some(consent),
+        });
     let token = hookyard_token::Settings {
         integration: integration.clone(),
+        store,
     };
-    let (l, sd) = (bind(dev.token_listen).await?, shutdown.clone());
-    match &dev.token_keys {
-        None => {
-            tasks.spawn(async move { hookyard_token::run(token, l, sd).await.context("token") });
-        }
-        Some(text) => {
-            // The error names the problem, never a key.
-            let keys = hookyard_token::Keys::parse(text).context("invalid HOOKYARD_TOKEN_KEYS")?;
-            let store = hookyard_token::StoreSettings {
-                nats: nats.clone(),
-                topology: topology.clone(),
-                keys: Arc::new(keys),
-                policy: hookyard_token::Policy::default(),
-            };
-            let consent = bind(dev.consent_listen).await?;
-            tracing::info!(address = %dev.consent_listen, "consent page listening");
-            tasks.spawn(async move {
-                hookyard_token::run_with_store(token, store, l, Some(consent), sd)
-                    .await
-                    .context("token")
-            });
-        }
-    }
+    services.spawn("token", |sd| hookyard_token::run(token, l, sd));
 
-    let egress = hookyard_egress::Settings {
-        integration: integration.clone(),
-        token_endpoint: Some(token_endpoint),
-        reload: Some(hookyard_core::reload::Reload {
-            path: dev.file.clone(),
-            interval: hookyard_core::reload::Reload::DEFAULT_INTERVAL,
-        }),
-    };
-    let (l, sd) = (bind(dev.egress_listen).await?, shutdown.clone());
-    tasks.spawn(async move { hookyard_egress::run(egress, l, sd).await.context("egress") });
+    let egress = dev_egress(&dev, integration.clone());
+    let l = bind(dev.egress_listen).await?;
+    services.spawn("egress", |sd| hookyard_egress::run(egress, l, sd));
 
     let router = hookyard_router::Settings {
         integration: integration.clone(),
@@ -262,32 +245,75 @@ async fn run_dev(dev: Dev, integration: Arc<Integration>) -> anyhow::Result<()> 
         }),
         admin: None,
     };
-    let (l, sd) = (bind(dev.router_listen).await?, shutdown.clone());
-    tasks.spawn(async move { hookyard_router::run(router, l, sd).await.context("router") });
+    let l = bind(dev.router_listen).await?;
+    services.spawn("router", |sd| hookyard_router::run(router, l, sd));
 
     let worker = hookyard_worker::Settings {
         integration: integration.clone(),
         nats: nats.clone(),
         topology: topology.clone(),
         handlers: integration.handlers.keys().cloned().collect(),
-        egress_endpoint,
+        egress_endpoint: format!("http://{}", dev.egress_listen),
         shutdown_grace: Duration::from_secs(10),
         base_dir: hookyard_core::service::config_dir(&dev.file),
     };
-    let (l, sd) = (bind(dev.worker_listen).await?, shutdown.clone());
-    tasks.spawn(async move { hookyard_worker::run(worker, l, sd).await.context("worker") });
+    let l = bind(dev.worker_listen).await?;
+    services.spawn("worker", |sd| hookyard_worker::run(worker, l, sd));
 
     let mut ingress = hookyard_ingress::Settings::new(integration.clone(), nats, topology);
     ingress.poll.egress_endpoint = Some(format!("http://{}", dev.egress_listen));
-    let (l, sd) = (bind(dev.ingress_listen).await?, shutdown.clone());
-    tasks.spawn(async move {
-        hookyard_ingress::run(ingress, l, sd)
-            .await
-            .context("ingress")
-    });
+    let l = bind(dev.ingress_listen).await?;
+    services.spawn("ingress", |sd| hookyard_ingress::run(ingress, l, sd));
 
     tracing::info!(ingress = %dev.ingress_listen, "hookyard dev is running; Ctrl-C stops it");
-    stop_all(tasks, &shutdown).await
+    stop_all(services.tasks, &shutdown).await
+}
+
+/// The token keys of `--token-keys` and the bound consent page listener, which together turn
+/// on the token store; without keys, tokens stay in memory and no consent page is served.
+async fn dev_token_keys(dev: &Dev) -> anyhow::Result<Option<(hookyard_token::Keys, TcpListener)>> {
+    let Some(text) = &dev.token_keys else {
+        return Ok(None);
+    };
+    // The error names the problem, never a key.
+    let keys = hookyard_token::Keys::parse(text).context("invalid HOOKYARD_TOKEN_KEYS")?;
+    let consent = bind(dev.consent_listen).await?;
+    tracing::info!(address = %dev.consent_listen, "consent page listening");
+    Ok(Some((keys, consent)))
+}
+
+/// Egress of `hookyard dev`: it reloads the file like the router, so a connection added while
+/// trying things out is served without a restart, and records no audit (dev serves no admin
+/// API to read it from).
+fn dev_egress(dev: &Dev, integration: Arc<Integration>) -> hookyard_egress::Settings {
+    hookyard_egress::Settings {
+        integration,
+        token_endpoint: Some(format!("http://{}", dev.token_listen)),
+        reload: Some(hookyard_core::reload::Reload {
+            path: dev.file.clone(),
+            interval: hookyard_core::reload::Reload::DEFAULT_INTERVAL,
+        }),
+        audit: None,
+    }
+}
+
+/// The services `hookyard dev` runs, all stopped by one `shutdown`.
+struct Services {
+    tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    shutdown: CancellationToken,
+}
+
+impl Services {
+    /// Runs the service `start` returns for the shutdown token, its failure labelled with
+    /// `name` so the first error says which service stopped the others.
+    fn spawn<F, E>(&mut self, name: &'static str, start: impl FnOnce(CancellationToken) -> F)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let service = start(self.shutdown.clone());
+        self.tasks.spawn(async move { service.await.context(name) });
+    }
 }
 
 /// Waits for every service; the first one to fail stops the others.

@@ -24,6 +24,7 @@
 //! their own crates and meet only through NATS and gRPC.
 
 pub mod config;
+pub mod dlq;
 pub mod envelope;
 pub mod expr;
 pub mod fault;

@@ -75,14 +75,9 @@ pub async fn watch(
             () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let text = match read(&path, &mut unreadable).await {
-            Some(text) => text,
-            None => continue,
-        };
-        let digest = digest(&text);
-        if seen == Some(digest) {
+        let Some((text, digest)) = read_changed(&path, seen, &mut unreadable).await else {
             continue;
-        }
+        };
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(settle) => {}
@@ -93,45 +88,70 @@ pub async fn watch(
         }
         let first = seen.replace(digest).is_none();
         match load(&text, scope) {
-            Ok(integration) => {
-                let (routes, handlers, connections) = (
-                    integration.routes.len(),
-                    integration.handlers.len(),
-                    integration.connections.len(),
-                );
-                match apply(Arc::new(integration)) {
-                    Ok(()) if first => {
-                        debug!(
-                            routes,
-                            handlers, connections, "integration file loaded by the watcher"
-                        );
-                    }
-                    // The router's line for its table; other services log the same change.
-                    Ok(()) => info!(routes, handlers, connections, "routes reloaded"),
-                    Err(reason) => warn!(
-                        path = %path_shown,
-                        %reason,
-                        "integration file cannot be used, keeping the current one"
-                    ),
-                }
-            }
-            Err(error) => {
-                let problems = error.problems();
-                warn!(
-                    path = %path_shown,
-                    problems = problems.len(),
-                    "integration file is invalid, keeping the current one"
-                );
-                for problem in problems {
-                    warn!(
-                        key = %problem.key,
-                        line = problem.line,
-                        problem = %problem.message,
-                        "integration file problem"
-                    );
-                }
-            }
+            Ok(integration) => hand_over(&mut apply, integration, first, &path_shown),
+            Err(error) => report_invalid(&error, &path_shown),
         }
+    }
+}
+
+/// Reads the file and returns its content with its digest when the digest differs from
+/// `seen`, so an unchanged file costs one read and no parse.
+async fn read_changed(
+    path: &Path,
+    seen: Option<u64>,
+    unreadable: &mut bool,
+) -> Option<(String, u64)> {
+    let text = read(path, unreadable).await?;
+    let digest = digest(&text);
+    (seen != Some(digest)).then_some((text, digest))
+}
+
+/// Hands a valid file to the service and logs the outcome. The watcher's first load is only
+/// a debug line, as it normally repeats the file the service started with.
+fn hand_over(
+    apply: &mut impl FnMut(Arc<Integration>) -> Result<(), String>,
+    integration: Integration,
+    first: bool,
+    path_shown: &str,
+) {
+    let (routes, handlers, connections) = (
+        integration.routes.len(),
+        integration.handlers.len(),
+        integration.connections.len(),
+    );
+    match apply(Arc::new(integration)) {
+        Ok(()) if first => {
+            debug!(
+                routes,
+                handlers, connections, "integration file loaded by the watcher"
+            );
+        }
+        // The router's line for its table; other services log the same change.
+        Ok(()) => info!(routes, handlers, connections, "routes reloaded"),
+        Err(reason) => warn!(
+            path = %path_shown,
+            %reason,
+            "integration file cannot be used, keeping the current one"
+        ),
+    }
+}
+
+/// Logs why a changed file was not loaded, one line per problem, so an operator can fix it
+/// from the logs alone.
+fn report_invalid(error: &LoadError, path_shown: &str) {
+    let problems = error.problems();
+    warn!(
+        path = %path_shown,
+        problems = problems.len(),
+        "integration file is invalid, keeping the current one"
+    );
+    for problem in problems {
+        warn!(
+            key = %problem.key,
+            line = problem.line,
+            problem = %problem.message,
+            "integration file problem"
+        );
     }
 }
 

@@ -81,74 +81,112 @@ pub(crate) async fn perform(
         }
         return Err(Error::Refused(refusal.reason));
     }
-    let policy = &connection.retry;
-    let mut allowed = if repeatable {
-        max_attempts.unwrap_or(policy.max_attempts).max(1)
+    let allowed = if repeatable {
+        max_attempts.unwrap_or(connection.retry.max_attempts).max(1)
     } else {
         1
     };
-    let mut token = match connection.auth {
+    let token = match connection.auth {
         Auth::OAuth2 => Some(services.tokens.get(&connection.name).await?),
         _ => None,
     };
-    let mut refreshed = false;
-    let mut last: Option<Result<Answer, Error>> = None;
-    let mut attempt = 0;
-    loop {
-        if let Err(retry_after) = connection.manners.breaker.admit() {
-            return match last {
-                Some(outcome) => outcome.map(|answer| answer.into_response(attempt)),
-                None => Err(Error::CircuitOpen {
-                    connection: connection.name.clone(),
-                    retry_after,
-                }),
-            };
+    let attempts = Attempts {
+        connection,
+        tokens: services.tokens,
+        outbound: &outbound,
+        audited: audited.as_ref(),
+    };
+    attempts.run(token, repeatable, allowed).await
+}
+
+/// The attempts of one checked call, which share everything but their number and token.
+struct Attempts<'a> {
+    connection: &'a Connection,
+    tokens: &'a Tokens,
+    outbound: &'a Outbound,
+    audited: Option<&'a Audited<'a>>,
+}
+
+impl Attempts<'_> {
+    /// Attempts the call until an answer is final: up to `allowed` attempts when the request
+    /// is `repeatable`, one more after a 401 with `token`, and none while the breaker is open
+    /// (the last outcome, if any, is returned then).
+    async fn run(
+        &self,
+        mut token: Option<SecretString>,
+        repeatable: bool,
+        mut allowed: u32,
+    ) -> Result<CallResponse, Error> {
+        let connection = self.connection;
+        let mut refreshed = false;
+        let mut last: Option<Result<Answer, Error>> = None;
+        let mut attempt = 0;
+        loop {
+            if let Err(retry_after) = connection.manners.breaker.admit() {
+                return match last {
+                    Some(outcome) => outcome.map(|answer| answer.into_response(attempt)),
+                    None => Err(Error::CircuitOpen {
+                        connection: connection.name.clone(),
+                        retry_after,
+                    }),
+                };
+            }
+            attempt += 1;
+            let outcome = self.attempt(attempt, token.as_ref()).await;
+            if let (Ok(answer), Some(current)) = (&outcome, &token)
+                && answer.status == StatusCode::UNAUTHORIZED
+                && !refreshed
+            {
+                // This attempt does not count against the retry policy.
+                token = Some(self.renew(current).await?);
+                refreshed = true;
+                allowed += 1;
+                continue;
+            }
+            match retry_wait(&connection.retry, attempt, &outcome) {
+                Some(wait) if repeatable && attempt < allowed => {
+                    tracing::info!(
+                        connection = connection.name,
+                        attempt,
+                        status = outcome.as_ref().ok().map(|a| a.status.as_u16()),
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "retrying partner call"
+                    );
+                    last = Some(outcome);
+                    tokio::time::sleep(wait).await;
+                }
+                _ => return outcome.map(|answer| answer.into_response(attempt)),
+            }
         }
-        let permit = connection.manners.wait_turn().await;
-        attempt += 1;
+    }
+
+    /// Sends attempt number `attempt` within the connection's limits (the permit is held for
+    /// the request alone), then audits it and tells the breaker.
+    async fn attempt(&self, attempt: u32, token: Option<&SecretString>) -> Result<Answer, Error> {
+        let permit = self.connection.manners.wait_turn().await;
         let (started, at) = (Instant::now(), SystemTime::now());
-        let outcome = send(connection, &outbound, token.as_ref()).await;
+        let outcome = send(self.connection, self.outbound, token).await;
         drop(permit);
-        if let Some(audited) = &audited {
+        if let Some(audited) = self.audited {
             let status = outcome.as_ref().ok().map(|a| a.status.as_u16());
             let error = outcome.as_ref().err().map(|e| format!("{:?}", e.code()));
             audited.record(attempt, status, error, started, at);
         }
-        tell_breaker(connection, &outcome);
-        if let (Ok(answer), Some(current)) = (&outcome, &token)
-            && answer.status == StatusCode::UNAUTHORIZED
-            && !refreshed
-        {
-            // The token may have been revoked before its expiry: drop it (only if still
-            // cached, so a fresher one fetched meanwhile survives) and try once more with
-            // whatever is current. This attempt does not count against the retry policy.
-            tracing::info!(
-                connection = connection.name,
-                "partner refused the token, retrying with a fresh one"
-            );
-            services
-                .tokens
-                .invalidate(&connection.name, current)
-                .await?;
-            token = Some(services.tokens.get(&connection.name).await?);
-            refreshed = true;
-            allowed += 1;
-            continue;
-        }
-        match retry_wait(policy, attempt, &outcome) {
-            Some(wait) if repeatable && attempt < allowed => {
-                tracing::info!(
-                    connection = connection.name,
-                    attempt,
-                    status = outcome.as_ref().ok().map(|a| a.status.as_u16()),
-                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    "retrying partner call"
-                );
-                last = Some(outcome);
-                tokio::time::sleep(wait).await;
-            }
-            _ => return outcome.map(|answer| answer.into_response(attempt)),
-        }
+        tell_breaker(self.connection, &outcome);
+        outcome
+    }
+
+    /// A token to replace `refused`, which the partner answered 401 to: it may have been
+    /// revoked before its expiry. It is dropped only if still cached, so a fresher one fetched
+    /// meanwhile survives, and whatever is current then is used.
+    async fn renew(&self, refused: &SecretString) -> Result<SecretString, Error> {
+        let name = &self.connection.name;
+        tracing::info!(
+            connection = name,
+            "partner refused the token, retrying with a fresh one"
+        );
+        self.tokens.invalidate(name, refused).await?;
+        self.tokens.get(name).await
     }
 }
 

@@ -39,7 +39,7 @@
 //!   `Retry-After` above `max_retry_after` returns the response instead of waiting, so a
 //!   worker's redelivery schedule takes over. The breaker counts attempts without a response
 //!   and 5xx answers; while open, calls fail with `UNAVAILABLE` without a request.
-//! - Audit: with [`run_audited`], one JSON record per attempt on
+//! - Audit: with [`Settings::audit`] set, one JSON record per attempt on
 //!   `<prefix>.audit.egress.<connection>.<event id>`
 //!   (stream `HOOKYARD_AUDIT`) through a bounded queue; a full queue or failed publish drops the
 //!   record with a warning and never fails a call. Egress starts without NATS: the stream is
@@ -107,63 +107,38 @@ pub struct Settings {
     /// Where to reload the integration file from while running, so a connection added to it
     /// is served without a restart; `None` never reloads.
     pub reload: Option<hookyard_core::reload::Reload>,
+    /// Where every outbound attempt is recorded (see [`Audit::start`]); `None` records
+    /// nothing. With it, the gRPC health is NOT_SERVING until the audit stream is set up.
+    pub audit: Option<Audit>,
 }
 
 /// Serves `EgressService` and `grpc.health.v1` on `listener` until `shutdown` is cancelled,
-/// then finishes the calls in flight and returns. No audit records are written.
+/// then finishes the calls in flight and returns.
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    serve(settings, None, listener, shutdown).await
-}
-
-/// Like [`run`], recording every outbound attempt to `audit` (see [`Audit::start`]). Reports
-/// NOT_SERVING until the audit stream is set up.
-pub async fn run_audited(
-    settings: Settings,
-    audit: Audit,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
-    serve(settings, Some(audit), listener, shutdown).await
-}
-
-async fn serve(
-    settings: Settings,
-    audit: Option<Audit>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
-    let connections = connection::Connections::new(&settings.integration)?;
-    let tokens = token::Tokens::new(settings.token_endpoint.as_deref(), &connections)?;
+    let Settings {
+        integration,
+        token_endpoint,
+        reload,
+        audit,
+    } = settings;
+    let connections = connection::Connections::new(&integration)?;
+    let tokens = token::Tokens::new(token_endpoint.as_deref(), &connections)?;
     let count = connections.len();
     let connections = Arc::new(connection::Live::new(connections));
-    if let Some(reload) = settings.reload.clone() {
+    if let Some(reload) = reload {
         tokio::spawn(watch(
             reload,
             connections.clone(),
-            settings.token_endpoint.is_some(),
+            token_endpoint.is_some(),
             shutdown.clone(),
         ));
     }
     let (reporter, health) = hookyard_core::health::service();
-    match &audit {
-        None => hookyard_core::health::set_serving(&reporter, true).await,
-        // Calls are served meanwhile (their records wait in the audit queue), but egress is
-        // not ready until it can keep the records it promises.
-        Some(audit) => {
-            hookyard_core::health::set_serving(&reporter, false).await;
-            let (audit, reporter, stop) = (audit.clone(), reporter.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = audit.ready() => hookyard_core::health::set_serving(&reporter, true).await,
-                }
-            });
-        }
-    }
+    report_ready(&reporter, audit.as_ref(), &shutdown).await;
     tracing::info!(
         address = ?listener.local_addr().ok(),
         connections = count,
@@ -187,6 +162,27 @@ async fn serve(
     )
     .await
     .map_err(Error::Serve)
+}
+
+/// Reports SERVING at once without an audit, else once the audit stream is set up: calls are
+/// served meanwhile (their records wait in the audit queue), but egress is not ready until it
+/// can keep the records it promises.
+async fn report_ready(
+    reporter: &tonic_health::server::HealthReporter,
+    audit: Option<&Audit>,
+    shutdown: &CancellationToken,
+) {
+    let Some(audit) = audit else {
+        return hookyard_core::health::set_serving(reporter, true).await;
+    };
+    hookyard_core::health::set_serving(reporter, false).await;
+    let (audit, reporter, stop) = (audit.clone(), reporter.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = audit.ready() => hookyard_core::health::set_serving(&reporter, true).await,
+        }
+    });
 }
 
 /// Replaces the connections whenever the integration file changes and every connection in it

@@ -79,6 +79,11 @@ async fn serve(cli: &Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("failed to listen on {}", cli.listen))?;
     let shutdown = hookyard_core::shutdown::on_signal();
+    let audit = if cli.audit {
+        Some(audit(cli, &shutdown).await?)
+    } else {
+        None
+    };
     let settings = hookyard_egress::Settings {
         integration,
         token_endpoint: Some(cli.token_endpoint.clone()),
@@ -86,20 +91,26 @@ async fn serve(cli: &Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
             path: cli.common.config.clone(),
             interval: cli.reload_interval,
         }),
+        audit,
     };
-    if !cli.audit {
-        let run = hookyard_egress::run(settings, listener, shutdown.clone());
-        return service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
-            .await
-            .context("failed to serve");
-    }
+    let run = hookyard_egress::run(settings, listener, shutdown.clone());
+    service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
+        .await
+        .context("failed to serve")
+}
+
+/// The audit of `--audit`, on the NATS at `--nats-url`; only an audited egress needs NATS.
+async fn audit(
+    cli: &Cli,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<hookyard_egress::Audit> {
     let nats = hookyard_core::settings::connect_nats(&cli.common.nats_url, "hookyard-egress")
         .await
         .context("failed to connect to nats")?;
     let topology = hookyard_core::streams::Topology::new(&cli.common.namespace);
-    let audit = hookyard_egress::Audit::start(nats, &topology, shutdown.clone());
-    let run = hookyard_egress::run_audited(settings, audit, listener, shutdown.clone());
-    service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
-        .await
-        .context("failed to serve")
+    Ok(hookyard_egress::Audit::start(
+        nats,
+        &topology,
+        shutdown.clone(),
+    ))
 }

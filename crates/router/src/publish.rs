@@ -5,7 +5,7 @@
 use async_nats::{HeaderMap, jetstream};
 use futures::future::join_all;
 use hookyard_core::{
-    envelope::{self, HEADER_EVENT_ID, HEADER_HANDLER, HEADER_REASON, NATS_MSG_ID},
+    envelope::{self, HEADER_EVENT_ID, HEADER_HANDLER, NATS_MSG_ID},
     streams::Topology,
 };
 use hookyard_proto::event::v1::{DeadLetter, Envelope, WorkItem};
@@ -81,13 +81,6 @@ pub(crate) async fn unroutable(
     topology: &Topology,
     dead: Unroutable,
 ) -> Result<(), Error> {
-    let subject = topology.unrouted_subject();
-    let mut headers = HeaderMap::new();
-    headers.insert(NATS_MSG_ID, unrouted_msg_id(&dead.dedup_key).as_str());
-    if !dead.event.id.is_empty() {
-        headers.insert(HEADER_EVENT_ID, dead.event.id.as_str());
-    }
-    headers.insert(HEADER_REASON, dead.reason);
     let letter = DeadLetter {
         event: Some(dead.event),
         handler: String::new(),
@@ -98,16 +91,13 @@ pub(crate) async fn unroutable(
         last_status: 0,
         failed_at_ms: envelope::now_ms(),
     };
-    let publish = |source| Error::Publish {
-        subject: subject.clone(),
-        source,
-    };
-    js.publish_with_headers(subject.clone(), headers, letter.encode_to_vec().into())
+    let msg_id = unrouted_msg_id(&dead.dedup_key);
+    hookyard_core::dlq::publish(js, topology.unrouted_subject(), &msg_id, &letter)
         .await
-        .map_err(publish)?
-        .await
-        .map_err(publish)?;
-    Ok(())
+        .map_err(|e| Error::Publish {
+            subject: e.subject,
+            source: e.source,
+        })
 }
 
 /// `Nats-Msg-Id` of an unrouted dead letter.

@@ -39,9 +39,18 @@ pub struct Nats {
     port: u16,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A loopback port free at the time of the call, for a process started later on it.
+pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("failed to find a free port")?;
     Ok(l.local_addr()?.port())
+}
+
+/// A listener on a free loopback port and its base URL (`http://127.0.0.1:<port>`), for a
+/// service a test starts in its own process.
+pub async fn listener() -> anyhow::Result<(tokio::net::TcpListener, String)> {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = l.local_addr()?;
+    Ok((l, format!("http://{address}")))
 }
 
 impl Nats {
@@ -154,6 +163,23 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The Python 3 interpreter itself, for tests running Python programs as subprocess steps: the
+/// `python3` on `PATH` may be a version manager's shim, which needs variables a program with a
+/// cleared environment does not get.
+pub fn python() -> &'static str {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 runs");
+        String::from_utf8(out.stdout)
+            .expect("a UTF-8 path")
+            .trim()
+            .to_owned()
+    })
 }
 
 /// A namespace unique within this process, for streams and subjects of one test.

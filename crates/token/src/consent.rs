@@ -30,9 +30,9 @@ use crate::{
     Error,
     cache::Tokens,
     flight::record_from,
-    grant::{Kind, sanitise_code},
+    grant::{Grant, Issued, Kind, sanitise_code},
     page::{Page, escape},
-    store::{Flow, now_ms, random_id},
+    store::{Flow, Store, now_ms, random_id},
 };
 
 /// The consent page's routes.
@@ -58,7 +58,7 @@ enum Standing {
 
 async fn list(State(tokens): State<Arc<Tokens>>) -> Response {
     let Some(store) = tokens.store() else {
-        return store_down();
+        return store_down().into_response();
     };
     let mut rows = String::new();
     for grant in tokens.grants() {
@@ -137,7 +137,7 @@ async fn connect(State(tokens): State<Arc<Tokens>>, Path(connection): Path<Strin
         }
     };
     let Some(store) = tokens.store() else {
-        return store_down();
+        return store_down().into_response();
     };
     let state = random_id(24);
     let Some((url, verifier)) = grant.authorize(&state) else {
@@ -158,7 +158,7 @@ async fn connect(State(tokens): State<Arc<Tokens>>, Path(connection): Path<Strin
             error = error.chain(),
             "cannot store a consent state"
         );
-        return store_down();
+        return store_down().into_response();
     }
     tracing::info!(connection, "consent started");
     (
@@ -172,65 +172,108 @@ async fn connect(State(tokens): State<Arc<Tokens>>, Path(connection): Path<Strin
         .into_response()
 }
 
-fn store_down() -> Response {
+fn store_down() -> Page {
     Page::error(
         StatusCode::SERVICE_UNAVAILABLE,
         "Token store unavailable",
         "The token store cannot be reached. Try again in a moment.",
     )
-    .into_response()
 }
 
-fn bad(title: &str, text: &str) -> Response {
-    Page::error(StatusCode::BAD_REQUEST, title, text).into_response()
+fn bad(title: &str, text: &str) -> Page {
+    Page::error(StatusCode::BAD_REQUEST, title, text)
 }
 
 async fn callback(
     State(tokens): State<Arc<Tokens>>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
+    match complete(&tokens, &params).await {
+        Ok(connection) => Page::new(
+            StatusCode::OK,
+            "Connected",
+            format!(
+                "<p class=\"connected\" data-state=\"connected\">{} is connected.</p>\
+                 <p><a href=\"/\">Back to the connections</a></p>",
+                escape(&connection)
+            ),
+        ),
+        Err(page) => page,
+    }
+    .into_response()
+}
+
+/// Completes the consent the callback answers and returns the connection it connected, or
+/// the error page to show. Every check of the callback comes before the code exchange, so an
+/// unknown state, a refusal or another issuer's answer never sends the code anywhere.
+async fn complete(tokens: &Tokens, params: &BTreeMap<String, String>) -> Result<String, Page> {
     let Some(store) = tokens.store() else {
-        return store_down();
+        return Err(store_down());
     };
-    let Some(state) = params.get("state") else {
-        return bad(
-            "Missing state",
-            "The callback has no state parameter. Start again from the connections page.",
-        );
-    };
-    let flow = match store.take_flow(state).await {
-        Ok(Some(flow)) => flow,
-        Ok(None) => {
-            return bad(
-                "Unknown or used state",
-                "This consent is unknown, expired or was already completed. Start again from the connections page.",
-            );
-        }
-        Err(Error::Undecryptable { .. } | Error::CorruptRecord { .. }) => {
-            return bad(
-                "Unknown or used state",
-                "This consent cannot be read. Start again from the connections page.",
-            );
-        }
-        Err(error) => {
-            tracing::warn!(error = error.chain(), "cannot read a consent state");
-            return store_down();
-        }
-    };
+    let flow = take_flow(store, params).await?;
     let connection = flow.connection;
     let Ok(grant) = tokens.grant(&connection) else {
-        return bad("Unknown connection", "The connection no longer exists.");
+        return Err(bad(
+            "Unknown connection",
+            "The connection no longer exists.",
+        ));
     };
+    let code = authorization_code(grant, &connection, params)?;
+    let verifier = SecretString::from(flow.verifier);
+    let issued = exchange(grant, &connection, code, &verifier).await?;
+    let record = record_from(issued, None, tokens.policy(), now_ms());
+    if let Err(error) = store.save(&connection, &record).await {
+        tracing::warn!(connection, error = error.chain(), "cannot store new tokens");
+        return Err(store_down());
+    }
+    tracing::info!(connection, "connection connected");
+    Ok(connection)
+}
+
+/// Takes the pending consent named by the callback's `state`, once, so a replayed callback URL
+/// finds nothing. A flow that does not open is shown as unknown: it cannot be completed either
+/// way.
+async fn take_flow(store: &Store, params: &BTreeMap<String, String>) -> Result<Flow, Page> {
+    let Some(state) = params.get("state") else {
+        return Err(bad(
+            "Missing state",
+            "The callback has no state parameter. Start again from the connections page.",
+        ));
+    };
+    match store.take_flow(state).await {
+        Ok(Some(flow)) => Ok(flow),
+        Ok(None) => Err(bad(
+            "Unknown or used state",
+            "This consent is unknown, expired or was already completed. Start again from the connections page.",
+        )),
+        Err(Error::Undecryptable { .. } | Error::CorruptRecord { .. }) => Err(bad(
+            "Unknown or used state",
+            "This consent cannot be read. Start again from the connections page.",
+        )),
+        Err(error) => {
+            tracing::warn!(error = error.chain(), "cannot read a consent state");
+            Err(store_down())
+        }
+    }
+}
+
+/// The authorization code the server sent, once its answer is known to be a consent (not an
+/// `error`) from the configured issuer.
+fn authorization_code<'p>(
+    grant: &Grant,
+    connection: &str,
+    params: &'p BTreeMap<String, String>,
+) -> Result<&'p str, Page> {
     if let Some(error) = params.get("error") {
         tracing::warn!(connection, error = %sanitise_code(error), "authorization server refused the consent");
-        return bad(
+        return Err(bad(
             "Consent refused",
             &format!(
                 "The authorization server of {} answered: {}. Start again from the connections page.",
-                escape(&connection),
+                escape(connection),
                 escape(&sanitise_code(error))
             ),
-        );
+        ));
     }
     if let (
         Kind::AuthorizationCode {
@@ -245,52 +288,45 @@ async fn callback(
             connection,
             "callback iss does not match the configured issuer"
         );
-        return bad(
+        return Err(bad(
             "Wrong issuer",
             &format!(
                 "The response came from an issuer other than the one configured for {}; it was not used.",
-                escape(&connection)
+                escape(connection)
             ),
-        );
+        ));
     }
-    let Some(code) = params.get("code") else {
-        return bad("Missing code", "The callback has no authorization code.");
-    };
-    let verifier = SecretString::from(flow.verifier);
-    let issued = match grant.exchange(code, &verifier).await {
-        Ok(issued) => issued,
-        Err(error) => {
-            tracing::warn!(connection, error = error.chain(), "code exchange failed");
-            let status = if error.is_transient() {
-                StatusCode::BAD_GATEWAY
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            return Page::error(
-                status,
-                "Code exchange failed",
-                &format!(
-                    "{}. Start again from the connections page.",
-                    escape(&error.to_string())
-                ),
-            )
-            .into_response();
-        }
-    };
-    let record = record_from(issued, None, tokens.policy(), now_ms());
-    if let Err(error) = store.save(&connection, &record).await {
-        tracing::warn!(connection, error = error.chain(), "cannot store new tokens");
-        return store_down();
+    match params.get("code") {
+        Some(code) => Ok(code),
+        None => Err(bad(
+            "Missing code",
+            "The callback has no authorization code.",
+        )),
     }
-    tracing::info!(connection, "connection connected");
-    Page::new(
-        StatusCode::OK,
-        "Connected",
-        format!(
-            "<p class=\"connected\" data-state=\"connected\">{} is connected.</p>\
-             <p><a href=\"/\">Back to the connections</a></p>",
-            escape(&connection)
-        ),
-    )
-    .into_response()
+}
+
+/// Exchanges `code` for tokens. A server that is down or failing is a 502, as trying again
+/// later may work; a refused code is a 400, as it never will.
+async fn exchange(
+    grant: &Grant,
+    connection: &str,
+    code: &str,
+    verifier: &SecretString,
+) -> Result<Issued, Page> {
+    grant.exchange(code, verifier).await.map_err(|error| {
+        tracing::warn!(connection, error = error.chain(), "code exchange failed");
+        let status = if error.is_transient() {
+            StatusCode::BAD_GATEWAY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Page::error(
+            status,
+            "Code exchange failed",
+            &format!(
+                "{}. Start again from the connections page.",
+                escape(&error.to_string())
+            ),
+        )
+    })
 }

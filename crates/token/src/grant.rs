@@ -3,9 +3,9 @@
 //! HTTP client that tells "try later" answers (5xx, 408, 429) apart from refusals before
 //! `oauth2` parses the body.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
-use hookyard_core::config::{ClientAuth, ConnectionAuth, oauth2::client_of};
+use hookyard_core::config::{ClientAuth, ConnectionAuth, Secret, oauth2::client_of};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
     EndpointNotSet, EndpointSet, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier,
@@ -72,34 +72,32 @@ pub(crate) fn http_client() -> Result<reqwest::Client, Error> {
         .map_err(Error::HttpClient)
 }
 
-impl Grant {
-    /// The grant for `connection`, or `None` when it does not use OAuth 2.0.
-    pub(crate) fn new(
-        connection: &str,
-        auth: &ConnectionAuth,
-        http: reqwest::Client,
-    ) -> Result<Option<Self>, Error> {
-        let url_error = |field| {
-            move |source| Error::Url {
-                connection: connection.to_owned(),
-                field,
-                source,
-            }
-        };
-        let (token_url, client_id, scopes, extra_params, kind) = match auth {
+/// The settings both OAuth 2.0 auth kinds share, so a grant is built the same way from either.
+struct Endpoint<'a> {
+    token_url: &'a str,
+    client_id: &'a str,
+    scopes: &'a [String],
+    extra_params: &'a BTreeMap<String, String>,
+    kind: Kind,
+}
+
+impl<'a> Endpoint<'a> {
+    /// The shared settings of `auth`, or `None` when it is not OAuth 2.0.
+    fn of(auth: &'a ConnectionAuth) -> Option<Self> {
+        match auth {
             ConnectionAuth::OAuth2ClientCredentials {
                 token_url,
                 client_id,
                 scopes,
                 extra_params,
                 ..
-            } => (
+            } => Some(Self {
                 token_url,
                 client_id,
                 scopes,
                 extra_params,
-                Kind::ClientCredentials,
-            ),
+                kind: Kind::ClientCredentials,
+            }),
             ConnectionAuth::OAuth2AuthorizationCode {
                 token_url,
                 client_id,
@@ -107,70 +105,115 @@ impl Grant {
                 issuer,
                 extra_params,
                 ..
-            } => (
+            } => Some(Self {
                 token_url,
                 client_id,
                 scopes,
                 extra_params,
-                Kind::AuthorizationCode {
+                kind: Kind::AuthorizationCode {
                     issuer: issuer.clone(),
                 },
-            ),
-            _ => return Ok(None),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The parameters sent with every token request: `extra_params`, then `audience` (client
+/// credentials only), computed once as they never change while the grant lives.
+fn extra_params(
+    auth: &ConnectionAuth,
+    extra_params: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut extra: Vec<(String, String)> = extra_params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let ConnectionAuth::OAuth2ClientCredentials {
+        audience: Some(audience),
+        ..
+    } = auth
+    {
+        extra.push(("audience".to_owned(), audience.clone()));
+    }
+    extra
+}
+
+/// The `oauth2` client of a connection: its token endpoint and client authentication and,
+/// for the authorization code grant, where consent starts and returns to. A client secret is
+/// never set with `private_key_jwt`, which authenticates by assertion instead.
+fn oauth_client(
+    connection: &str,
+    auth: &ConnectionAuth,
+    endpoint: &Endpoint<'_>,
+    client_auth: ClientAuth,
+    client_secret: Option<&Secret>,
+) -> Result<OAuthClient, Error> {
+    let url_error = |field| {
+        move |source| Error::Url {
+            connection: connection.to_owned(),
+            field,
+            source,
+        }
+    };
+    let token_url = TokenUrl::new(endpoint.token_url.to_owned()).map_err(url_error("token_url"))?;
+    let auth_type = match client_auth {
+        ClientAuth::ClientSecretBasic => AuthType::BasicAuth,
+        // Without a secret, oauth2 sends only `client_id` in the body, beside the assertion.
+        ClientAuth::ClientSecretPost | ClientAuth::PrivateKeyJwt => AuthType::RequestBody,
+    };
+    let mut client = BasicClient::new(ClientId::new(endpoint.client_id.to_owned()))
+        .set_token_uri(token_url)
+        .set_auth_uri_option(None)
+        .set_auth_type(auth_type);
+    if let (Some(secret), false) = (client_secret, client_auth == ClientAuth::PrivateKeyJwt) {
+        client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
+    }
+    if let ConnectionAuth::OAuth2AuthorizationCode {
+        authorize_url,
+        redirect_uri,
+        ..
+    } = auth
+    {
+        let auth_url = AuthUrl::new(authorize_url.clone()).map_err(url_error("authorize_url"))?;
+        let redirect = RedirectUrl::new(redirect_uri.clone()).map_err(url_error("redirect_uri"))?;
+        client = client
+            .set_auth_uri_option(Some(auth_url))
+            .set_redirect_uri(redirect);
+    }
+    Ok(client)
+}
+
+impl Grant {
+    /// The grant for `connection`, or `None` when it does not use OAuth 2.0.
+    pub(crate) fn new(
+        connection: &str,
+        auth: &ConnectionAuth,
+        http: reqwest::Client,
+    ) -> Result<Option<Self>, Error> {
+        let Some(endpoint) = Endpoint::of(auth) else {
+            return Ok(None);
         };
         let Some((client_auth, client_secret, jwt)) = client_of(auth) else {
             return Ok(None);
         };
-        let mut extra: Vec<(String, String)> = extra_params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if let ConnectionAuth::OAuth2ClientCredentials {
-            audience: Some(audience),
-            ..
-        } = auth
-        {
-            extra.push(("audience".to_owned(), audience.clone()));
-        }
+        let extra = extra_params(auth, endpoint.extra_params);
         let signer = match (client_auth, jwt) {
-            (ClientAuth::PrivateKeyJwt, Some(jwt)) => {
-                Some(Signer::new(connection, jwt, client_id, token_url)?)
-            }
+            (ClientAuth::PrivateKeyJwt, Some(jwt)) => Some(Signer::new(
+                connection,
+                jwt,
+                endpoint.client_id,
+                endpoint.token_url,
+            )?),
             _ => None,
         };
-        let token_url = TokenUrl::new(token_url.clone()).map_err(url_error("token_url"))?;
-        let auth_type = match client_auth {
-            ClientAuth::ClientSecretBasic => AuthType::BasicAuth,
-            // Without a secret, oauth2 sends only `client_id` in the body, beside the assertion.
-            ClientAuth::ClientSecretPost | ClientAuth::PrivateKeyJwt => AuthType::RequestBody,
-        };
-        let mut client = BasicClient::new(ClientId::new(client_id.clone()))
-            .set_token_uri(token_url)
-            .set_auth_uri_option(None)
-            .set_auth_type(auth_type);
-        if let (Some(secret), false) = (client_secret, client_auth == ClientAuth::PrivateKeyJwt) {
-            client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
-        }
-        if let ConnectionAuth::OAuth2AuthorizationCode {
-            authorize_url,
-            redirect_uri,
-            ..
-        } = auth
-        {
-            let auth_url =
-                AuthUrl::new(authorize_url.clone()).map_err(url_error("authorize_url"))?;
-            let redirect =
-                RedirectUrl::new(redirect_uri.clone()).map_err(url_error("redirect_uri"))?;
-            client = client
-                .set_auth_uri_option(Some(auth_url))
-                .set_redirect_uri(redirect);
-        }
+        let client = oauth_client(connection, auth, &endpoint, client_auth, client_secret)?;
         Ok(Some(Self {
             connection: connection.to_owned(),
             client,
-            scopes: scopes.iter().cloned().map(Scope::new).collect(),
+            scopes: endpoint.scopes.iter().cloned().map(Scope::new).collect(),
             http,
-            kind,
+            kind: endpoint.kind,
             signer,
             extra,
         }))

@@ -18,11 +18,11 @@
 //! Does not own: making partner calls (egress does, and asks here for a token, then calls
 //! `InvalidateToken` when a partner answers 401).
 //!
-//! Two modes. [`run`] keeps tokens in memory and serves only `oauth2_client_credentials`
-//! connections (an `oauth2_authorization_code` connection fails the start). [`run_with_store`]
-//! keeps every token in NATS KV, encrypted, so tokens survive restarts and replicas share
-//! them, and serves the consent page; `hookyard-token` runs in this mode when it has a token
-//! key (`HOOKYARD_TOKEN_KEYS` or `--token-key-file`).
+//! Two modes. Without [`Settings::store`], [`run`] keeps tokens in memory and serves only
+//! `oauth2_client_credentials` connections (an `oauth2_authorization_code` connection fails the
+//! start). With it, every token is kept in NATS KV, encrypted, so tokens survive restarts and
+//! replicas share them, and the consent page is served; `hookyard-token` runs in this mode
+//! when it has a token key (`HOOKYARD_TOKEN_KEYS` or `--token-key-file`).
 //!
 //! Design choices:
 //! - **Freshness.** A token is handed out until `expires_in` minus a skew (default 10 % of its
@@ -96,15 +96,17 @@ pub use flight::Policy;
 pub use keys::Keys;
 
 /// What the token service needs to run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settings {
     /// The loaded integration file; its OAuth 2.0 connections are served.
     pub integration: Arc<Integration>,
+    /// The token store; `None` keeps tokens in memory and serves client credentials only.
+    pub store: Option<StoreSettings>,
 }
 
 /// The token store: what `oauth2_authorization_code` connections need, and what keeps every
 /// token across restarts and shares it between replicas.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StoreSettings {
     /// NATS client (reconnects on its own).
     pub nats: async_nats::Client,
@@ -114,39 +116,28 @@ pub struct StoreSettings {
     pub keys: Arc<Keys>,
     /// When tokens are renewed and how failed renewals are retried.
     pub policy: Policy,
+    /// Where the consent page listens (already bound, so a test can use port 0); `None`
+    /// serves no consent page.
+    pub consent: Option<TcpListener>,
 }
 
-/// Serves `TokenService` and `grpc.health.v1` on `listener` with tokens in memory (client
-/// credentials only) until `shutdown` is cancelled, then finishes the requests in flight.
+/// Serves `TokenService` and `grpc.health.v1` on `listener` until `shutdown` is cancelled,
+/// then finishes the requests in flight; the consent page too when the store has a listener
+/// for it.
+///
+/// With a store, serves at once: until the token bucket is set up (NATS may start after the
+/// token service) the gRPC health is NOT_SERVING and token requests fail with `UNAVAILABLE`.
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let tokens = Arc::new(cache::Tokens::new(
-        &settings.integration,
-        false,
-        Policy::default(),
-    )?);
-    serve(tokens, None, listener, None, shutdown).await
-}
-
-/// Like [`run`], with tokens in the token store, and the consent page on `consent` when given.
-/// Serves at once: until the token bucket is set up (NATS may start after the token service)
-/// the gRPC health is NOT_SERVING and token requests fail with `UNAVAILABLE`.
-pub async fn run_with_store(
-    settings: Settings,
-    store: StoreSettings,
-    listener: TcpListener,
-    consent: Option<TcpListener>,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
-    let tokens = Arc::new(cache::Tokens::new(
-        &settings.integration,
-        true,
-        store.policy.clone(),
-    )?);
-    serve(tokens, Some(store), listener, consent, shutdown).await
+    let Settings { integration, store } = settings;
+    let policy = store
+        .as_ref()
+        .map_or_else(Policy::default, |store| store.policy.clone());
+    let tokens = Arc::new(cache::Tokens::new(&integration, store.is_some(), policy)?);
+    serve(tokens, store, listener, shutdown).await
 }
 
 /// Opens the token store with backoff and hands it to `tokens`; true once it is open, false
@@ -178,11 +169,13 @@ async fn open_store(
 
 async fn serve(
     tokens: Arc<cache::Tokens>,
-    store: Option<StoreSettings>,
+    mut store: Option<StoreSettings>,
     listener: TcpListener,
-    consent: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    // The consent page is served here; the rest of the store settings go to the task that
+    // opens the store.
+    let consent = store.as_mut().and_then(|store| store.consent.take());
     let (reporter, health) = hookyard_core::health::service();
     hookyard_core::health::set_serving(&reporter, store.is_none()).await;
     if let Some(store) = store {

@@ -118,14 +118,25 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let listener = bind(cli.listen).await?;
     let shutdown = hookyard_core::shutdown::on_signal();
-    let settings = hookyard_token::Settings { integration };
-    let Some(keys) = keys else {
-        tracing::warn!("no token key: tokens are kept in memory only and the consent page is off");
-        let run = hookyard_token::run(settings, listener, shutdown.clone());
-        return service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
-            .await
-            .context("failed to serve");
+    let store = match keys {
+        Some(keys) => Some(store(cli, keys).await?),
+        None => {
+            tracing::warn!(
+                "no token key: tokens are kept in memory only and the consent page is off"
+            );
+            None
+        }
     };
+    let settings = hookyard_token::Settings { integration, store };
+    let run = hookyard_token::run(settings, listener, shutdown.clone());
+    service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
+        .await
+        .context("failed to serve")
+}
+
+/// The token store sealed with `keys`, with the consent page on `--http-listen`: tokens from
+/// a consent must be kept where every replica and restart finds them.
+async fn store(cli: &Cli, keys: Arc<Keys>) -> anyhow::Result<StoreSettings> {
     tracing::info!(
         key_version = keys.current_version(),
         "token store encryption key loaded"
@@ -134,7 +145,7 @@ async fn serve(
     let nats = hookyard_core::settings::connect_nats(&cli.common.nats_url, "hookyard-token")
         .await
         .context("failed to connect to nats")?;
-    let store = StoreSettings {
+    Ok(StoreSettings {
         nats,
         topology: Topology::new(&cli.common.namespace),
         keys,
@@ -142,12 +153,8 @@ async fn serve(
             refresh_skew: cli.refresh_skew,
             ..Policy::default()
         },
-    };
-    let run =
-        hookyard_token::run_with_store(settings, store, listener, Some(consent), shutdown.clone());
-    service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
-        .await
-        .context("failed to serve")
+        consent: Some(consent),
+    })
 }
 
 async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {

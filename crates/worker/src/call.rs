@@ -236,8 +236,13 @@ base_url = "https://erp.example.com"
 "#;
 
     fn steps() -> Vec<HttpStep> {
-        let i = Integration::parse(CONFIG, &|_| None).expect("valid");
-        i.handlers["orders"]
+        http_steps(CONFIG, "orders")
+    }
+
+    /// The `http` steps of `handler` in the integration file `config`.
+    fn http_steps(config: &str, handler: &str) -> Vec<HttpStep> {
+        let i = Integration::parse(config, &|_| None).expect("valid");
+        i.handlers[handler]
             .steps
             .iter()
             .filter_map(|s| match s {
@@ -342,15 +347,7 @@ body = "ping"
 [connections.erp]
 base_url = "https://erp.example.com"
 "#;
-        let i = Integration::parse(config, &|_| None).expect("valid");
-        let steps: Vec<HttpStep> = i.handlers["h"]
-            .steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Http(h) => Some(h.clone()),
-                _ => None,
-            })
-            .collect();
+        let steps = http_steps(config, "h");
         let (mut event, item) = item(r#"{"order":{"id":"o 7"}}"#);
         event.headers.push(EventHeader {
             name: "content-type".to_owned(),

@@ -3,14 +3,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_nats::{
-    HeaderMap,
-    jetstream::{self, AckKind},
-};
+use async_nats::jetstream::{self, AckKind};
 use hookyard_core::{
     Integration,
     config::Handler,
-    envelope::{self, HEADER_EVENT_ID, HEADER_HANDLER, HEADER_REASON, NATS_MSG_ID},
+    envelope::{self, HEADER_EVENT_ID, NATS_MSG_ID},
     pull::nak,
     streams::Topology,
 };
@@ -149,12 +146,7 @@ async fn settle(
         .to_owned();
     match verdict {
         Verdict::Ack => {
-            if returned > 0 {
-                crate::returns::forget(ctx, msg).await;
-            }
-            if ctx.resumes {
-                crate::resume::forget(ctx, msg).await;
-            }
+            end_delivery(ctx, msg, returned).await;
             ctx.metrics.delivery(&ctx.name, "handled");
             // One line per handled event: operators (and the compose test) count deliveries per replica.
             info!(handler = %ctx.name, event_id, attempt = delivered, "event handled");
@@ -197,24 +189,57 @@ async fn settle(
                 error = error_of(&attempt),
                 "dead-lettering event"
             );
-            match dead_letter(ctx, msg, item, reason, attempt, delivered).await {
-                Ok(()) => {
-                    if returned > 0 {
-                        crate::returns::forget(ctx, msg).await;
-                    }
-                    if ctx.resumes {
-                        crate::resume::forget(ctx, msg).await;
-                    }
-                    ack(ctx, msg).await;
-                }
-                Err(error) => {
-                    // Never lost: it stays in the work queue and comes back to be dead-lettered.
-                    let delay = backoff_delay(&ctx.handler.backoff, delivered);
-                    warn!(handler = %ctx.name, event_id, error = %report(&error), retry_in_ms = millis(delay), "failed to dead-letter, retrying");
-                    nak(msg, Some(delay)).await;
-                }
-            }
+            let letter = Letter {
+                item,
+                reason,
+                attempt,
+                delivered,
+            };
+            give_up(ctx, msg, letter, returned, &event_id).await;
         }
+    }
+}
+
+/// What a dead letter is made of.
+struct Letter {
+    item: Option<WorkItem>,
+    reason: Reason,
+    attempt: Attempt,
+    delivered: u32,
+}
+
+/// Dead-letters the delivery, then acknowledges it; if the dead letter is not stored, the
+/// message is NAKed with the backoff instead, so it is never lost: it comes back to be
+/// dead-lettered.
+async fn give_up(
+    ctx: &HandlerContext,
+    msg: &jetstream::Message,
+    letter: Letter,
+    returned: u32,
+    event_id: &str,
+) {
+    let delivered = letter.delivered;
+    match dead_letter(ctx, msg, letter).await {
+        Ok(()) => {
+            end_delivery(ctx, msg, returned).await;
+            ack(ctx, msg).await;
+        }
+        Err(error) => {
+            let delay = backoff_delay(&ctx.handler.backoff, delivered);
+            warn!(handler = %ctx.name, event_id, error = %report(&error), retry_in_ms = millis(delay), "failed to dead-letter, retrying");
+            nak(msg, Some(delay)).await;
+        }
+    }
+}
+
+/// Removes what was kept for the message's deliveries (returned count, step progress), once
+/// its delivery has ended.
+async fn end_delivery(ctx: &HandlerContext, msg: &jetstream::Message, returned: u32) {
+    if returned > 0 {
+        crate::returns::forget(ctx, msg).await;
+    }
+    if ctx.resumes {
+        crate::resume::forget(ctx, msg).await;
     }
 }
 
@@ -310,11 +335,14 @@ pub(crate) fn dlq_msg_id(work_msg_id: &str) -> String {
 async fn dead_letter(
     ctx: &HandlerContext,
     msg: &jetstream::Message,
-    item: Option<WorkItem>,
-    reason: Reason,
-    attempt: Attempt,
-    delivered: u32,
+    letter: Letter,
 ) -> Result<(), Error> {
+    let Letter {
+        item,
+        reason,
+        attempt,
+        delivered,
+    } = letter;
     let (event, event_type) = match item {
         Some(item) => (item.event, item.event_type),
         // Keep the raw bytes, so nothing is lost even when they cannot be read.
@@ -340,14 +368,6 @@ async fn dead_letter(
         Attempt::Succeeded => (0, String::new()),
         Attempt::Failed { status, error, .. } => (status, error),
     };
-    let subject = ctx.topology.dlq_subject(&ctx.name);
-    let mut headers = HeaderMap::new();
-    headers.insert(NATS_MSG_ID, dlq_msg_id(&work_id).as_str());
-    if !event_id.is_empty() {
-        headers.insert(HEADER_EVENT_ID, event_id.as_str());
-    }
-    headers.insert(HEADER_HANDLER, ctx.name.as_str());
-    headers.insert(HEADER_REASON, reason.as_str());
     let letter = DeadLetter {
         event,
         handler: ctx.name.clone(),
@@ -358,17 +378,13 @@ async fn dead_letter(
         last_status: status,
         failed_at_ms: envelope::now_ms(),
     };
-    let publish = |source| Error::Publish {
-        subject: subject.clone(),
-        source,
-    };
-    ctx.js
-        .publish_with_headers(subject.clone(), headers, letter.encode_to_vec().into())
+    let subject = ctx.topology.dlq_subject(&ctx.name);
+    hookyard_core::dlq::publish(&ctx.js, subject, &dlq_msg_id(&work_id), &letter)
         .await
-        .map_err(publish)?
-        .await
-        .map_err(publish)?;
-    Ok(())
+        .map_err(|e| Error::Publish {
+            subject: e.subject,
+            source: e.source,
+        })
 }
 
 #[cfg(test)]

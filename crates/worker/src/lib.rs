@@ -220,18 +220,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let names = check_handlers(&settings.integration, &settings.handlers)?;
     let programs = prepare_programs(&settings, &names)?;
-    let channel = tonic::transport::Endpoint::from_shared(settings.egress_endpoint.clone())
-        .map_err(|source| Error::EgressEndpoint {
-            endpoint: settings.egress_endpoint.clone(),
-            source,
-        })?
-        // Lazy: the worker starts while egress is down; calls then fail UNAVAILABLE (retryable).
-        .connect_lazy();
-    // Egress returns partner bodies up to 10 MiB: raise tonic's 4 MiB default to match it.
-    let egress = EgressServiceClient::new(channel)
-        .max_decoding_message_size(hookyard_core::grpc::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(hookyard_core::grpc::MAX_MESSAGE_BYTES);
-
+    let egress = egress_client(&settings.egress_endpoint)?;
     let (reporter, health_service) = health::service();
     health::set_serving(&reporter, false).await;
     // The health server stopping for any reason stops the service too.
@@ -249,49 +238,24 @@ pub async fn run(
         stop.cancel();
         served
     };
-
+    let shared = Shared {
+        js: jetstream::new(settings.nats.clone()),
+        egress,
+        metrics,
+        programs,
+    };
     let work =
         async {
-            let js = jetstream::new(settings.nats.clone());
-            let records = Arc::new(record::Recorder::start(
-                js.clone(),
-                settings.topology.clone(),
-                metrics.clone(),
-            ));
-            let mut loops = Vec::with_capacity(names.len());
-            for name in &names {
-                let Some(handler) = settings.integration.handlers.get(name) else {
-                    continue;
-                };
-                let Some((consumer, Buckets { returns, steps })) =
-                    setup(&js, &settings.topology, name, handler, &stop).await
-                else {
-                    return;
-                };
-                let ctx = Arc::new(dispatch::HandlerContext {
-                    name: name.clone(),
-                    handler: handler.clone(),
-                    integration: settings.integration.clone(),
-                    js: js.clone(),
-                    nats: js.client(),
-                    topology: settings.topology.clone(),
-                    egress: egress.clone(),
-                    metrics: metrics.clone(),
-                    records: records.clone(),
-                    returns,
-                    steps,
-                    resumes: resumes(handler),
-                    programs: programs.get(name).cloned().unwrap_or_default(),
-                });
-                loops.push((consumer, ctx));
-            }
+            let Some(loops) = contexts(&settings, &names, &shared, &stop).await else {
+                return;
+            };
             health::set_serving(&reporter, true).await;
             info!(handlers = ?names, "worker started");
             futures::future::join_all(loops.into_iter().map(|(consumer, ctx)| {
                 consume::run(consumer, ctx, &stop, settings.shutdown_grace)
             }))
             .await;
-            for p in programs.values() {
+            for p in shared.programs.values() {
                 p.shutdown().await;
             }
             health::set_serving(&reporter, false).await;
@@ -300,6 +264,70 @@ pub async fn run(
 
     let (served, ()) = tokio::join!(serve, work);
     served.map_err(Error::Serve)
+}
+
+/// The egress client; lazy, so the worker starts while egress is down (calls then fail
+/// UNAVAILABLE, a wait).
+fn egress_client(endpoint: &str) -> Result<EgressServiceClient<tonic::transport::Channel>, Error> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|source| Error::EgressEndpoint {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?
+        .connect_lazy();
+    // Egress returns partner bodies up to 10 MiB: raise tonic's 4 MiB default to match it.
+    Ok(EgressServiceClient::new(channel)
+        .max_decoding_message_size(hookyard_core::grpc::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(hookyard_core::grpc::MAX_MESSAGE_BYTES))
+}
+
+/// What every handler of this process shares.
+struct Shared {
+    js: jetstream::Context,
+    egress: EgressServiceClient<tonic::transport::Channel>,
+    metrics: Arc<metrics::Metrics>,
+    programs: std::collections::HashMap<String, Arc<program::Programs>>,
+}
+
+/// Each handler's consumer and context, once NATS has answered the setup; `None` when `stop` is
+/// cancelled first.
+async fn contexts(
+    settings: &Settings,
+    names: &[String],
+    shared: &Shared,
+    stop: &CancellationToken,
+) -> Option<Vec<(PullConsumer, Arc<dispatch::HandlerContext>)>> {
+    let js = &shared.js;
+    let records = Arc::new(record::Recorder::start(
+        js.clone(),
+        settings.topology.clone(),
+        shared.metrics.clone(),
+    ));
+    let mut loops = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(handler) = settings.integration.handlers.get(name) else {
+            continue;
+        };
+        let (consumer, Buckets { returns, steps }) =
+            setup(js, &settings.topology, name, handler, stop).await?;
+        let ctx = Arc::new(dispatch::HandlerContext {
+            name: name.clone(),
+            handler: handler.clone(),
+            integration: settings.integration.clone(),
+            js: js.clone(),
+            nats: js.client(),
+            topology: settings.topology.clone(),
+            egress: shared.egress.clone(),
+            metrics: shared.metrics.clone(),
+            records: records.clone(),
+            returns,
+            steps,
+            resumes: resumes(handler),
+            programs: shared.programs.get(name).cloned().unwrap_or_default(),
+        });
+        loops.push((consumer, ctx));
+    }
+    Some(loops)
 }
 
 /// The programs of every subprocess step of the handlers this process runs, found at start.

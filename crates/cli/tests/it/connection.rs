@@ -34,6 +34,7 @@ async fn egress(text: &str) -> (SocketAddr, tokio_util::sync::DropGuard) {
         integration: Arc::new(integration),
         token_endpoint: None,
         reload: None,
+        audit: None,
     };
     tokio::spawn(hookyard_egress::run(settings, listener, shutdown.clone()));
     (address, shutdown.drop_guard())

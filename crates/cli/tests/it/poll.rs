@@ -53,6 +53,7 @@ async fn dry_run_prints_records_ids_types_and_the_cursor_and_stores_nothing() {
         integration: Arc::new(integration),
         token_endpoint: None,
         reload: None,
+        audit: None,
     };
     tokio::spawn(hookyard_egress::run(settings, listener, shutdown.clone()));
     let _stop = shutdown.drop_guard();

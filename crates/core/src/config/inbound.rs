@@ -99,13 +99,34 @@ pub(super) fn check(problems: &mut Vec<Problem>, key: &str, source: &Source) {
             line: None,
         });
     };
-    match &source.auth {
+    check_auth(&mut push, &source.auth);
+    check_address_lists(&mut push, source);
+    if let Some(limit) = &source.rate_limit {
+        check_rate_limit(&mut push, limit);
+    }
+    for (n, media_type) in source.content_types.iter().enumerate() {
+        if !is_media_type(media_type) {
+            push(
+                format!("content_types[{n}]"),
+                "must be a media type like application/json, without parameters".into(),
+            );
+        }
+    }
+    if source.read_timeout.is_zero() {
+        push("read_timeout".into(), "must be greater than 0".into());
+    }
+}
+
+/// Checks that each auth kind has what it needs to tell a caller apart: a credential to
+/// compare, and a non-empty place to find it in the request.
+fn check_auth(push: &mut impl FnMut(String, String), auth: &SourceAuth) {
+    match auth {
         SourceAuth::None => {}
         SourceAuth::Basic {
             password,
             passwords,
             ..
-        } => check_passwords(&mut push, password, passwords),
+        } => check_passwords(push, password, passwords),
         SourceAuth::QueryBasic {
             param,
             username,
@@ -121,33 +142,47 @@ pub(super) fn check(problems: &mut Vec<Problem>, key: &str, source: &Source) {
                     "must be non-empty and contain no ':'".into(),
                 );
             }
-            check_passwords(&mut push, password, passwords);
+            check_passwords(push, password, passwords);
         }
         SourceAuth::ApiKey {
             header,
             query,
             keys,
-        } => {
-            match (header, query) {
-                (Some(_), Some(_)) | (None, None) => {
-                    push("auth".into(), "set exactly one of header and query".into())
-                }
-                (Some(name), None) if http::HeaderName::from_bytes(name.as_bytes()).is_err() => {
-                    push(
-                        "auth.header".into(),
-                        "must be a non-empty, valid HTTP header name".into(),
-                    );
-                }
-                (None, Some(name)) if name.is_empty() => {
-                    push("auth.query".into(), "must not be empty".into());
-                }
-                _ => {}
-            }
-            if keys.is_empty() {
-                push("auth.keys".into(), "must list at least one key".into());
-            }
-        }
+        } => check_api_key(push, header.as_deref(), query.as_deref(), keys),
     }
+}
+
+/// An API key is read from exactly one place, a header or a query parameter, so the two are
+/// never combined or left both unset.
+fn check_api_key(
+    push: &mut impl FnMut(String, String),
+    header: Option<&str>,
+    query: Option<&str>,
+    keys: &[Secret],
+) {
+    match (header, query) {
+        (Some(_), Some(_)) | (None, None) => {
+            push("auth".into(), "set exactly one of header and query".into())
+        }
+        (Some(name), None) if http::HeaderName::from_bytes(name.as_bytes()).is_err() => {
+            push(
+                "auth.header".into(),
+                "must be a non-empty, valid HTTP header name".into(),
+            );
+        }
+        (None, Some("")) => {
+            push("auth.query".into(), "must not be empty".into());
+        }
+        _ => {}
+    }
+    if keys.is_empty() {
+        push("auth.keys".into(), "must list at least one key".into());
+    }
+}
+
+/// Every entry of `allow_ips` and `trusted_proxies` must be an address or a CIDR block, so
+/// the ingress never meets an entry it cannot apply.
+fn check_address_lists(push: &mut impl FnMut(String, String), source: &Source) {
     for (field, list) in [
         ("allow_ips", &source.allow_ips),
         ("trusted_proxies", &source.trusted_proxies),
@@ -158,24 +193,15 @@ pub(super) fn check(problems: &mut Vec<Problem>, key: &str, source: &Source) {
             }
         }
     }
-    if let Some(limit) = &source.rate_limit {
-        if limit.per_second == 0 {
-            push("rate_limit.per_second".into(), "must be at least 1".into());
-        }
-        if limit.burst == Some(0) {
-            push("rate_limit.burst".into(), "must be at least 1".into());
-        }
+}
+
+/// A bucket that never fills (a zero rate or size) would refuse every request.
+fn check_rate_limit(push: &mut impl FnMut(String, String), limit: &RateLimit) {
+    if limit.per_second == 0 {
+        push("rate_limit.per_second".into(), "must be at least 1".into());
     }
-    for (n, media_type) in source.content_types.iter().enumerate() {
-        if !is_media_type(media_type) {
-            push(
-                format!("content_types[{n}]"),
-                "must be a media type like application/json, without parameters".into(),
-            );
-        }
-    }
-    if source.read_timeout.is_zero() {
-        push("read_timeout".into(), "must be greater than 0".into());
+    if limit.burst == Some(0) {
+        push("rate_limit.burst".into(), "must be at least 1".into());
     }
 }
 

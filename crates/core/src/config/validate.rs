@@ -35,7 +35,18 @@ fn check_url(problems: &mut Vec<Problem>, key: String, text: &str) {
     }
 }
 
+/// Checks the rules that need the whole file, section by section in the order the file is
+/// read, so problems come out in a stable, top-to-bottom order.
 pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
+    check_sources(i, problems);
+    check_routes(i, problems);
+    super::validate_handlers::check(i, problems);
+    check_connections(i, problems);
+}
+
+/// Checks every source. Listen paths are compared across sources, as two sources on one path
+/// would make the second unreachable.
+fn check_sources(i: &Integration, problems: &mut Vec<Problem>) {
     let mut paths: Vec<(&str, &String)> = Vec::new();
     for (name, source) in &i.sources {
         let key = format!("sources.{name}");
@@ -59,170 +70,222 @@ pub(super) fn check(i: &Integration, problems: &mut Vec<Problem>) {
             );
             continue;
         };
-        if !path.starts_with('/') {
-            push(problems, format!("{key}.path"), "must start with '/'");
-        } else if let Some((other, _)) = paths.iter().find(|(_, p)| *p == path) {
-            push(
-                problems,
-                format!("{key}.path"),
-                format!("path already used by source {other}"),
-            );
-        }
+        check_path(problems, &key, path, &paths);
         paths.push((name, path));
-        if source.methods.is_empty() {
-            push(
-                problems,
-                format!("{key}.methods"),
-                "must list at least one method",
-            );
-        }
-        for (n, m) in source.methods.iter().enumerate() {
-            if !METHODS.contains(&m.as_str()) {
-                push(
-                    problems,
-                    format!("{key}.methods[{n}]"),
-                    format!(
-                        "unknown HTTP method {m:?} (use upper case: {})",
-                        METHODS.join(", ")
-                    ),
-                );
-            }
-        }
-        if source.max_body_bytes == 0 {
-            push(
-                problems,
-                format!("{key}.max_body_bytes"),
-                "must be greater than 0",
-            );
-        }
-        super::inbound::check(problems, &key, source);
-        if let SourceAuth::Basic { username, .. } = &source.auth
-            && (username.is_empty() || username.contains(':'))
-        {
-            push(
-                problems,
-                format!("{key}.auth.username"),
-                "must be non-empty and contain no ':'",
-            );
-        }
-        if let Some(signature) = &source.signature {
-            check_signature(problems, &format!("{key}.signature"), signature);
-        }
-        if let Some(handshake) = &source.handshake {
-            super::handshake::check(problems, &format!("{key}.handshake"), handshake);
-        }
-        super::reply::check_reply(problems, &format!("{key}.reply"), &source.reply);
+        check_listen_source(problems, &key, source);
     }
+}
 
-    for (n, route) in i.routes.iter().enumerate() {
-        let key = format!("routes[{n}]");
-        if route.event.is_empty() {
-            push(
-                problems,
-                format!("{key}.event"),
-                "must not be empty (use \"*\" for every event)",
-            );
-        }
-        if let Some(source) = &route.source
-            && !i.sources.contains_key(source)
-        {
-            push(
-                problems,
-                format!("{key}.source"),
-                format!("no source named {source:?}"),
-            );
-        }
-        if route.handlers.is_empty() {
-            push(
-                problems,
-                format!("{key}.handlers"),
-                "must name at least one handler",
-            );
-        }
-        if let Some(when) = &route.when {
-            super::validate_handlers::check_condition(problems, format!("{key}.when"), when);
-        }
-        for (h, handler) in route.handlers.iter().enumerate() {
-            if !i.handlers.contains_key(handler) {
-                push(
-                    problems,
-                    format!("{key}.handlers[{h}]"),
-                    format!("no handler named {handler:?}"),
-                );
-            }
-        }
-    }
-
-    super::validate_handlers::check(i, problems);
-
-    for (name, conn) in &i.connections {
-        let key = format!("connections.{name}");
-        if !valid_name(name) {
-            push(
-                problems,
-                key.clone(),
-                "connection names may use letters, digits, '-' and '_' (at most 64)",
-            );
-        }
-        check_url(problems, format!("{key}.base_url"), &conn.base_url);
-        if conn.timeout.is_zero() {
-            push(problems, format!("{key}.timeout"), "must be greater than 0");
-        }
-        super::outbound::check(&mut |k, m| push(problems, k, m), &key, conn);
-        if let ConnectionAuth::OAuth2ClientCredentials {
-            token_url,
-            client_id,
-            ..
-        } = &conn.auth
-        {
-            check_url(problems, format!("{key}.auth.token_url"), token_url);
-            if client_id.is_empty() {
-                push(
-                    problems,
-                    format!("{key}.auth.client_id"),
-                    "must not be empty",
-                );
-            }
-        }
-        super::oauth2::check_client(
-            &mut |k, m| push(problems, k, m),
-            &format!("{key}.auth"),
-            &conn.auth,
+/// A listen path must be absolute and not taken by an earlier source (`seen`), since the
+/// ingress finds a request's source by its path alone.
+fn check_path(problems: &mut Vec<Problem>, key: &str, path: &str, seen: &[(&str, &String)]) {
+    if !path.starts_with('/') {
+        push(problems, format!("{key}.path"), "must start with '/'");
+    } else if let Some((other, _)) = seen.iter().find(|(_, p)| p.as_str() == path) {
+        push(
+            problems,
+            format!("{key}.path"),
+            format!("path already used by source {other}"),
         );
-        if let ConnectionAuth::OAuth2AuthorizationCode {
-            authorize_url,
-            token_url,
-            client_id,
-            redirect_uri,
-            ..
-        } = &conn.auth
-        {
-            check_url(problems, format!("{key}.auth.authorize_url"), authorize_url);
-            check_url(problems, format!("{key}.auth.token_url"), token_url);
-            check_url(problems, format!("{key}.auth.redirect_uri"), redirect_uri);
-            if client_id.is_empty() {
-                push(
-                    problems,
-                    format!("{key}.auth.client_id"),
-                    "must not be empty",
-                );
-            }
-            // An unparsable URL is reported by check_url above.
-            let callback = url::Url::parse(redirect_uri).map_or(true, |u| {
-                u.path().ends_with(super::OAUTH2_CALLBACK_PATH) && u.query().is_none()
-            });
-            if !callback {
-                push(
-                    problems,
-                    format!("{key}.auth.redirect_uri"),
-                    format!(
-                        "must be a URL whose path ends in {} (the token service's consent callback), without a query",
-                        super::OAUTH2_CALLBACK_PATH
-                    ),
-                );
-            }
+    }
+}
+
+/// Checks what a source with a listen endpoint accepts and how it authenticates callers; the
+/// rules of its parts live next to their types.
+fn check_listen_source(problems: &mut Vec<Problem>, key: &str, source: &super::Source) {
+    check_methods(problems, key, &source.methods);
+    if source.max_body_bytes == 0 {
+        push(
+            problems,
+            format!("{key}.max_body_bytes"),
+            "must be greater than 0",
+        );
+    }
+    super::inbound::check(problems, key, source);
+    if let SourceAuth::Basic { username, .. } = &source.auth
+        && (username.is_empty() || username.contains(':'))
+    {
+        push(
+            problems,
+            format!("{key}.auth.username"),
+            "must be non-empty and contain no ':'",
+        );
+    }
+    if let Some(signature) = &source.signature {
+        check_signature(problems, &format!("{key}.signature"), signature);
+    }
+    if let Some(handshake) = &source.handshake {
+        super::handshake::check(problems, &format!("{key}.handshake"), handshake);
+    }
+    super::reply::check_reply(problems, &format!("{key}.reply"), &source.reply);
+}
+
+/// A source must accept at least one method, each a known one in upper case (HTTP methods
+/// are case-sensitive, so `post` would never match a request).
+fn check_methods(problems: &mut Vec<Problem>, key: &str, methods: &[String]) {
+    if methods.is_empty() {
+        push(
+            problems,
+            format!("{key}.methods"),
+            "must list at least one method",
+        );
+    }
+    for (n, m) in methods.iter().enumerate() {
+        if !METHODS.contains(&m.as_str()) {
+            push(
+                problems,
+                format!("{key}.methods[{n}]"),
+                format!(
+                    "unknown HTTP method {m:?} (use upper case: {})",
+                    METHODS.join(", ")
+                ),
+            );
         }
     }
+}
+
+/// Checks every route.
+fn check_routes(i: &Integration, problems: &mut Vec<Problem>) {
+    for (n, route) in i.routes.iter().enumerate() {
+        check_route(i, problems, &format!("routes[{n}]"), route);
+    }
+}
+
+/// A route must match something and lead somewhere: the source and handlers it names must
+/// exist, or its events would be dropped at run time instead of refused at load.
+fn check_route(i: &Integration, problems: &mut Vec<Problem>, key: &str, route: &super::Route) {
+    if route.event.is_empty() {
+        push(
+            problems,
+            format!("{key}.event"),
+            "must not be empty (use \"*\" for every event)",
+        );
+    }
+    if let Some(source) = &route.source
+        && !i.sources.contains_key(source)
+    {
+        push(
+            problems,
+            format!("{key}.source"),
+            format!("no source named {source:?}"),
+        );
+    }
+    if route.handlers.is_empty() {
+        push(
+            problems,
+            format!("{key}.handlers"),
+            "must name at least one handler",
+        );
+    }
+    if let Some(when) = &route.when {
+        super::validate_handlers::check_condition(problems, format!("{key}.when"), when);
+    }
+    for (h, handler) in route.handlers.iter().enumerate() {
+        if !i.handlers.contains_key(handler) {
+            push(
+                problems,
+                format!("{key}.handlers[{h}]"),
+                format!("no handler named {handler:?}"),
+            );
+        }
+    }
+}
+
+/// Checks every connection.
+fn check_connections(i: &Integration, problems: &mut Vec<Problem>) {
+    for (name, conn) in &i.connections {
+        check_connection(problems, name, conn);
+    }
+}
+
+/// Checks one connection: its name (a metric label and subject token), where it calls, and
+/// its auth; the outbound and OAuth 2.0 client rules live next to their types.
+fn check_connection(problems: &mut Vec<Problem>, name: &str, conn: &super::Connection) {
+    let key = format!("connections.{name}");
+    if !valid_name(name) {
+        push(
+            problems,
+            key.clone(),
+            "connection names may use letters, digits, '-' and '_' (at most 64)",
+        );
+    }
+    check_url(problems, format!("{key}.base_url"), &conn.base_url);
+    if conn.timeout.is_zero() {
+        push(problems, format!("{key}.timeout"), "must be greater than 0");
+    }
+    super::outbound::check(&mut |k, m| push(problems, k, m), &key, conn);
+    check_client_credentials(problems, &key, &conn.auth);
+    super::oauth2::check_client(
+        &mut |k, m| push(problems, k, m),
+        &format!("{key}.auth"),
+        &conn.auth,
+    );
+    check_authorization_code(problems, &key, &conn.auth);
+}
+
+/// An `oauth2_client_credentials` connection needs a token endpoint and a client to ask it
+/// for; anything else is left alone.
+fn check_client_credentials(problems: &mut Vec<Problem>, key: &str, auth: &ConnectionAuth) {
+    let ConnectionAuth::OAuth2ClientCredentials {
+        token_url,
+        client_id,
+        ..
+    } = auth
+    else {
+        return;
+    };
+    check_url(problems, format!("{key}.auth.token_url"), token_url);
+    if client_id.is_empty() {
+        push(
+            problems,
+            format!("{key}.auth.client_id"),
+            "must not be empty",
+        );
+    }
+}
+
+/// An `oauth2_authorization_code` connection needs its endpoints, a client, and a
+/// `redirect_uri` that lands on the token service's consent callback, or the person who
+/// consents is sent somewhere that cannot finish the flow; anything else is left alone.
+fn check_authorization_code(problems: &mut Vec<Problem>, key: &str, auth: &ConnectionAuth) {
+    let ConnectionAuth::OAuth2AuthorizationCode {
+        authorize_url,
+        token_url,
+        client_id,
+        redirect_uri,
+        ..
+    } = auth
+    else {
+        return;
+    };
+    check_url(problems, format!("{key}.auth.authorize_url"), authorize_url);
+    check_url(problems, format!("{key}.auth.token_url"), token_url);
+    check_url(problems, format!("{key}.auth.redirect_uri"), redirect_uri);
+    if client_id.is_empty() {
+        push(
+            problems,
+            format!("{key}.auth.client_id"),
+            "must not be empty",
+        );
+    }
+    if !is_consent_callback(redirect_uri) {
+        push(
+            problems,
+            format!("{key}.auth.redirect_uri"),
+            format!(
+                "must be a URL whose path ends in {} (the token service's consent callback), without a query",
+                super::OAUTH2_CALLBACK_PATH
+            ),
+        );
+    }
+}
+
+/// Whether `redirect_uri` is the consent callback without a query. An unparsable URL passes
+/// here, as `check_url` reports it already.
+fn is_consent_callback(redirect_uri: &str) -> bool {
+    url::Url::parse(redirect_uri).map_or(true, |u| {
+        u.path().ends_with(super::OAUTH2_CALLBACK_PATH) && u.query().is_none()
+    })
 }
 
 /// A polling source has no listen endpoint: the keys that only describe one are refused, so
@@ -537,4 +600,23 @@ pub(super) fn key_at(text: &str, offset: usize) -> Option<String> {
     enclosing
         .or_else(|| entries.iter().max_by_key(|(_, start, _)| *start))
         .map(|(key, _, _)| key.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_consent_callback;
+
+    #[test]
+    fn consent_callback_is_the_callback_path_without_a_query() {
+        assert!(is_consent_callback("https://hooks.example/oauth/callback"));
+        assert!(is_consent_callback(
+            "http://127.0.0.1:8090/token/oauth/callback"
+        ));
+        assert!(!is_consent_callback(
+            "https://hooks.example/oauth/callback?x=1"
+        ));
+        assert!(!is_consent_callback("https://hooks.example/oauth/other"));
+        // Reported by check_url instead, so not twice.
+        assert!(is_consent_callback("not a url"));
+    }
 }

@@ -108,6 +108,7 @@ async fn oauth2_connection_without_token_endpoint_fails_at_start() {
         integration,
         token_endpoint: None,
         reload: None,
+        audit: None,
     };
 
     let result = hookyard_egress::run(settings, listener, CancellationToken::new()).await;

@@ -122,6 +122,7 @@ impl Services {
         let token_endpoint = format!("http://{}", listener.local_addr().expect("address"));
         let settings = hookyard_token::Settings {
             integration: integration.clone(),
+            store: None,
         };
         tokio::spawn(hookyard_token::run(settings, listener, shutdown.clone()));
         Self::spawn_egress(integration, Some(token_endpoint), shutdown).await
@@ -149,16 +150,9 @@ impl Services {
             integration,
             token_endpoint,
             reload: None,
+            audit,
         };
-        match audit {
-            Some(audit) => tokio::spawn(hookyard_egress::run_audited(
-                settings,
-                audit,
-                listener,
-                shutdown.clone(),
-            )),
-            None => tokio::spawn(hookyard_egress::run(settings, listener, shutdown.clone())),
-        };
+        tokio::spawn(hookyard_egress::run(settings, listener, shutdown.clone()));
         let egress = EgressServiceClient::connect(format!("http://{address}"))
             .await
             .expect("connect")

@@ -42,6 +42,7 @@ async fn a_connection_added_to_the_file_is_served_without_a_restart() -> anyhow:
             path: path.clone(),
             interval: Duration::from_millis(100),
         }),
+        audit: None,
     };
     tokio::spawn(hookyard_egress::run(settings, listener, shutdown.clone()));
     let egress = EgressServiceClient::connect(format!("http://{address}")).await?;

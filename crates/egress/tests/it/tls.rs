@@ -208,6 +208,7 @@ async fn an_unreadable_ca_or_a_bad_key_fails_at_start() {
             integration: integration(&config),
             token_endpoint: None,
             reload: None,
+            audit: None,
         };
         let result = hookyard_egress::run(settings, listener, CancellationToken::new()).await;
         assert!(

@@ -121,6 +121,7 @@ async fn services(
     let token_endpoint = format!("http://{}", listener.local_addr().expect("address"));
     let settings = hookyard_token::Settings {
         integration: integration.clone(),
+        store: None,
     };
     tokio::spawn(hookyard_token::run(settings, listener, shutdown.clone()));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -129,6 +130,7 @@ async fn services(
         integration,
         token_endpoint: Some(token_endpoint),
         reload: None,
+        audit: None,
     };
     tokio::spawn(hookyard_egress::run(settings, listener, shutdown.clone()));
     let client = EgressServiceClient::connect(format!("http://{address}"))

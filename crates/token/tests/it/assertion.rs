@@ -251,6 +251,7 @@ async fn key_that_does_not_fit_the_algorithm_fails_at_start() {
         .expect("bind");
     let settings = hookyard_token::Settings {
         integration: Arc::new(integration),
+        store: None,
     };
     let error = hookyard_token::run(
         settings,

@@ -247,6 +247,7 @@ async fn authorization_code_without_a_token_store_fails_at_start() {
         .expect("bind");
     let settings = hookyard_token::Settings {
         integration: std::sync::Arc::new(integration),
+        store: None,
     };
     let error = hookyard_token::run(settings, listener, Default::default())
         .await

@@ -51,6 +51,7 @@ impl TokenService {
         let shutdown = CancellationToken::new();
         let settings = hookyard_token::Settings {
             integration: Arc::new(integration),
+            store: None,
         };
         tokio::spawn(hookyard_token::run(settings, listener, shutdown.clone()));
         let client = TokenServiceClient::connect(format!("http://{address}"))

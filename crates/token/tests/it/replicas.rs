@@ -8,18 +8,13 @@ use std::{
 
 use futures::future::join_all;
 use hookyard_proto::token::v1::{GetTokenRequest, token_service_client::TokenServiceClient};
-use hookyard_testkit::{Nats, unique_namespace, wait_for};
+use hookyard_testkit::{Nats, free_port, unique_namespace, wait_for};
 use tonic::transport::Channel;
 
 use crate::{
     authserver::{AuthServer, CLIENT_SECRET},
     stored::{browser, click_connect, consent_at, crm_config, key, open},
 };
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
 
 /// A `hookyard-token` process; killed when dropped.
 struct Replica {
@@ -29,7 +24,7 @@ struct Replica {
 
 impl Replica {
     fn spawn(config: &std::path::Path, nats: &str, namespace: &str, http: u16) -> Self {
-        let grpc = free_port();
+        let grpc = free_port().expect("a free port");
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookyard-token"))
             .arg("--config")
             .arg(config)
@@ -70,7 +65,7 @@ impl Replica {
 async fn hundred_callers_on_three_processes_renew_an_expired_token_once() {
     let nats = Nats::start().await.expect("nats");
     let namespace = unique_namespace("tkp");
-    let http = free_port();
+    let http = free_port().expect("a free port");
     let redirect = format!("http://127.0.0.1:{http}/oauth/callback");
     // Tokens from the consent live 1 s; the renewal is slow, so callers pile up behind it.
     let server = AuthServer::start(&redirect, 1).await;
@@ -80,8 +75,18 @@ async fn hundred_callers_on_three_processes_renew_an_expired_token_once() {
 
     let replicas = [
         Replica::spawn(&config, &nats.url(), &namespace, http),
-        Replica::spawn(&config, &nats.url(), &namespace, free_port()),
-        Replica::spawn(&config, &nats.url(), &namespace, free_port()),
+        Replica::spawn(
+            &config,
+            &nats.url(),
+            &namespace,
+            free_port().expect("a free port"),
+        ),
+        Replica::spawn(
+            &config,
+            &nats.url(),
+            &namespace,
+            free_port().expect("a free port"),
+        ),
     ];
     let mut clients = Vec::new();
     for replica in &replicas {

@@ -108,17 +108,13 @@ impl Stored {
             topology: topology.clone(),
             keys: Arc::new(Keys::parse(keys).expect("keys")),
             policy,
+            consent: Some(ports.consent),
         };
         let settings = hookyard_token::Settings {
             integration: Arc::new(integration),
+            store: Some(store),
         };
-        tokio::spawn(hookyard_token::run_with_store(
-            settings,
-            store,
-            ports.grpc,
-            Some(ports.consent),
-            shutdown.clone(),
-        ));
+        tokio::spawn(hookyard_token::run(settings, ports.grpc, shutdown.clone()));
         // The service answers at once but serves tokens only once its bucket is set up.
         let endpoint = format!("http://{address}");
         hookyard_testkit::wait_for(Duration::from_secs(30), "token store open", || {

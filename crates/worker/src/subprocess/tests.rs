@@ -5,7 +5,6 @@ use std::{
     ffi::OsStr,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -14,22 +13,8 @@ use tempfile::TempDir;
 
 use super::{Pool, Program, ResolveError, RunError, process, resolve, run_once};
 
-/// The real interpreter behind `python3` on PATH (not a version manager's shim, which would
-/// add its own variables to the environment).
 fn python3() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let shim =
-            resolve("python3", None, std::env::var_os("PATH").as_deref()).expect("python3 on PATH");
-        let out = std::process::Command::new(shim)
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .expect("python3 runs");
-        String::from_utf8(out.stdout)
-            .expect("utf-8 path")
-            .trim()
-            .to_owned()
-    })
+    hookyard_testkit::python()
 }
 
 /// A program with test defaults: a 2 s timeout, a 1 MiB output limit, only PATH set.

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use async_nats::jetstream;
 use hookyard_core::streams::Topology;
-use hookyard_testkit::{Nats, unique_namespace, wait_for};
+use hookyard_testkit::{Nats, free_port, unique_namespace, wait_for};
 use tokio::process::{Child, Command};
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
 
@@ -24,12 +24,6 @@ const RESTARTS: usize = 10;
 struct Process {
     child: Child,
     health: String,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// Starts a worker process for the handler and waits until it reports serving.

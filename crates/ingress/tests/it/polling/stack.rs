@@ -9,7 +9,7 @@ use hookyard_testkit::{
     lister::{SOURCE, source_config},
     unique_namespace, wait_for,
 };
-use tokio::{net::TcpListener, process::Child};
+use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
 /// Generous bound for anything the pipeline does; tests wait on conditions, not on time.
@@ -46,12 +46,6 @@ pub struct Stack {
     shutdown: CancellationToken,
 }
 
-async fn listener() -> anyhow::Result<(TcpListener, String)> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
-    let address = l.local_addr()?;
-    Ok((l, format!("http://{address}")))
-}
-
 impl Stack {
     /// Starts NATS, egress, the router and (with `handler`) a worker for `config`.
     pub async fn start(config: &str, handler: bool) -> anyhow::Result<Self> {
@@ -59,14 +53,15 @@ impl Stack {
         let nats = Nats::start().await?;
         let topology = Topology::new(&unique_namespace("poll"));
         let shutdown = CancellationToken::new();
-        let (egress_l, egress) = listener().await?;
+        let (egress_l, egress) = hookyard_testkit::listener().await?;
         let settings = hookyard_egress::Settings {
             integration: integration.clone(),
             token_endpoint: None,
             reload: None,
+            audit: None,
         };
         tokio::spawn(hookyard_egress::run(settings, egress_l, shutdown.clone()));
-        let (router_l, _) = listener().await?;
+        let (router_l, _) = hookyard_testkit::listener().await?;
         let settings = hookyard_router::Settings {
             integration: integration.clone(),
             nats: nats.client().await?,
@@ -76,7 +71,7 @@ impl Stack {
         };
         tokio::spawn(hookyard_router::run(settings, router_l, shutdown.clone()));
         if handler {
-            let (worker_l, _) = listener().await?;
+            let (worker_l, _) = hookyard_testkit::listener().await?;
             let settings = hookyard_worker::Settings {
                 integration: integration.clone(),
                 nats: nats.client().await?,
@@ -104,9 +99,7 @@ impl Stack {
         let file = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&file, config)?;
         let log = self.dir.path().join(format!("{name}.log"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = hookyard_testkit::free_port()?;
         let address: SocketAddr = ([127, 0, 0, 1], port).into();
         let out = std::fs::OpenOptions::new()
             .create(true)
