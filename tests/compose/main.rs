@@ -4,8 +4,9 @@
 //!
 //! Phases, on one stack: mixed webhooks delivered as routed; `--scale worker-orders=3` shares
 //! the load without touching other services; a replica killed mid-flight loses nothing; NATS
-//! restarted while webhooks arrive (503 then 202, nothing lost); a new handler deployed as a
-//! new service without restarting anything; `down -v` leaves nothing behind. It prints a table.
+//! restarted while webhooks arrive (503 then 202, nothing lost); a new handler on a new OAuth
+//! 2.0 connection deployed as a new service without restarting anything; `down -v` leaves
+//! nothing behind. It prints a table.
 //!
 //! Needs the images `hookyard:<version>` and `hookyard-nats:<version>`: `docker compose build`,
 //! or offline `bash deploy/images/build-host.sh` (what `scripts/test.sh` and CI do).
@@ -398,7 +399,9 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
         duplicates,
     });
 
-    // 5. A new handler: added to the file, started as a new service, nothing else restarted.
+    // 5. A new handler on a new OAuth 2.0 connection: both added to the file, the handler's
+    // worker started as a new service; egress and the token service pick the connection up
+    // from the file, and nothing else is restarted.
     let everything_before = project.identity(&project.all_containers()?)?;
     let router = project.containers("router")?;
     let reloads = |p: &Project| -> usize {
@@ -422,9 +425,14 @@ ack_wait = "10s"
 
 [[handlers.refunds.steps]]
 type = "http"
-connection = "erp"
+connection = "billing"
 path = "/v1/refunds"
 body = { jq = "{ refund: .refund.id, amount: .refund.amount }" }
+
+[connections.billing]
+base_url = "http://demo:9000/billing"
+allow_private = ["172.16.0.0/12", "192.168.0.0/16"]
+auth = { type = "oauth2_client_credentials", token_url = "http://demo:9000/oauth2/token", client_id = "hookyard", client_secret = "${env:ERP_CLIENT_SECRET}", scopes = ["refunds.write"] }
 "#;
     let current = std::fs::read_to_string(config.path().join("integration.toml"))?;
     write_config(config.path(), &(current + added))?;
@@ -438,6 +446,16 @@ body = { jq = "{ refund: .refund.id, amount: .refund.amount }" }
     project.wait_healthy(PATIENCE).await?;
     let tally = send_batch(&sender, "refund", &["refund.created"], 30).await;
     let (delivered, duplicates) = partner.wait_delivered(&tally.expected(), PATIENCE).await?;
+    let calls = partner.calls().await?;
+    for key in tally.expected() {
+        if let Some(c) = calls.get(&key) {
+            ensure!(
+                c[0].path.starts_with("/billing/v1/refunds") && c[0].auth == "bearer",
+                "a refund arrived as {:?}",
+                c[0]
+            );
+        }
+    }
     let after: Vec<String> = project.identity(&project.all_containers()?)?;
     let untouched = everything_before.iter().all(|c| after.contains(c));
     ensure!(

@@ -99,6 +99,7 @@ impl Stack {
         let s = hookyard_token::Settings {
             integration: integration.clone(),
             store: None,
+            reload: None,
         };
         let sd = shutdown.clone();
         tasks.push(spawn(

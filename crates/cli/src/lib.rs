@@ -228,6 +228,10 @@ async fn run_dev(dev: Dev, integration: Arc<Integration>) -> anyhow::Result<()> 
     let token = hookyard_token::Settings {
         integration: integration.clone(),
         store,
+        reload: Some(hookyard_core::reload::Reload {
+            path: dev.file.clone(),
+            interval: hookyard_core::reload::Reload::DEFAULT_INTERVAL,
+        }),
     };
     services.spawn("token", |sd| hookyard_token::run(token, l, sd));
 

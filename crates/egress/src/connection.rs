@@ -7,13 +7,15 @@ use std::{collections::BTreeMap, sync::Arc};
 use base64::Engine as _;
 use hookyard_core::{
     Integration,
-    config::{ConnectionAuth, Retry, parse_cidr},
+    config::{ConnectionAuth, Retry},
 };
 use http::{HeaderName, HeaderValue, header::AUTHORIZATION};
 use secrecy::SecretString;
 use url::Url;
 
-use crate::{Error, client, guard::Guard, manners::Manners};
+use hookyard_outbound::{Guard, client};
+
+use crate::{Error, manners::Manners};
 
 /// How a connection authenticates, ready to apply.
 pub(crate) enum Auth {
@@ -86,12 +88,7 @@ impl Connections {
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
                 .ok_or_else(|| Error::BaseUrl(name.clone()))?;
-            let allow = config
-                .allow_private
-                .iter()
-                .map(|text| parse_cidr(text).map_err(|_| Error::AllowPrivate(name.clone())))
-                .collect::<Result<_, _>>()?;
-            let guard = Arc::new(Guard::new(allow));
+            let guard = client::guard(config).ok_or_else(|| Error::AllowPrivate(name.clone()))?;
             let connection = Connection {
                 name: name.clone(),
                 base,

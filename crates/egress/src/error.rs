@@ -34,7 +34,7 @@ pub enum Error {
     #[error("query parameter {0} is set by the connection")]
     ReservedQueryParameter(String),
     /// The outbound guard refused the destination.
-    #[error("destination refused by the egress guard: {0}")]
+    #[error("destination refused by the SSRF guard: {0}")]
     Refused(&'static str),
     /// The partner did not answer within the connection's timeout.
     #[error("partner of connection {connection} did not answer in time")]
@@ -128,6 +128,25 @@ pub enum Error {
     Serve(#[source] tonic::transport::Error),
 }
 
+impl From<hookyard_outbound::ClientError> for Error {
+    fn from(error: hookyard_outbound::ClientError) -> Self {
+        match error {
+            hookyard_outbound::ClientError::Tls {
+                connection,
+                what,
+                detail,
+            } => Self::Tls {
+                connection,
+                what,
+                detail,
+            },
+            hookyard_outbound::ClientError::HttpClient { connection, source } => {
+                Self::HttpClient { connection, source }
+            }
+        }
+    }
+}
+
 impl Error {
     /// The gRPC status code this error is reported with.
     pub fn code(&self) -> Code {
@@ -183,7 +202,7 @@ impl Error {
     pub(crate) fn transport(connection: &str, error: reqwest::Error) -> Self {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
         while let Some(e) = cause {
-            if let Some(refusal) = e.downcast_ref::<crate::guard::Refusal>() {
+            if let Some(refusal) = e.downcast_ref::<hookyard_outbound::Refusal>() {
                 return Self::Refused(refusal.reason);
             }
             cause = e.source();

@@ -5,11 +5,12 @@
 //! - connection profiles built at start from the integration file: base URL, timeout, auth —
 //!   `basic`, `header`, `query`, OAuth 2.0 (`connection`) — and one HTTP client each with the
 //!   guarded DNS resolver, the redirect policy and TLS (trusted CAs that replace or extend the
-//!   built-in roots, a client certificate for mutual TLS) (`client`);
-//! - the SSRF guard: which addresses a connection may reach, checked on literal hosts, on
-//!   every resolved address (`resolve`: the HTTP client connects only to addresses the guard
-//!   passed) and on every redirect hop; a connection's `allow_private` ranges lift it, never
-//!   for metadata addresses (`guard`);
+//!   built-in roots, a client certificate for mutual TLS) (`hookyard_outbound::client`, shared
+//!   with the token service);
+//! - applying the SSRF guard (`hookyard_outbound::guard`): which addresses a connection may
+//!   reach, checked on literal hosts, on every resolved address (the HTTP client connects only
+//!   to addresses the guard passed) and on every redirect hop; a connection's `allow_private`
+//!   ranges lift it, never for metadata addresses;
 //! - turning a `CallRequest` into a checked outbound request: method, path that cannot leave the
 //!   connection's host, caller headers that cannot override auth (`request`);
 //! - making the call (`call`): attempts within the connection's rate and concurrency limits and
@@ -66,14 +67,11 @@
 
 mod audit;
 mod call;
-mod client;
 mod connection;
 mod error;
-mod guard;
 mod manners;
 mod metrics;
 mod request;
-mod resolve;
 mod retry;
 mod service;
 mod token;

@@ -11,6 +11,7 @@
 
 pub mod lister;
 pub mod process;
+pub mod tls;
 
 use std::{future::Future, time::Duration};
 

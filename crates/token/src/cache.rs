@@ -90,11 +90,15 @@ impl Tokens {
         stored: bool,
         policy: Policy,
     ) -> Result<Self, Error> {
-        let http = crate::grant::http_client()?;
         let mut slots = BTreeMap::new();
         let mut others = BTreeSet::new();
         for (name, connection) in &integration.connections {
-            match Grant::new(name, &connection.auth, http.clone())? {
+            if !connection.auth.is_oauth2() {
+                others.insert(name.clone());
+                continue;
+            }
+            let http = crate::grant::http_client(name, connection)?;
+            match Grant::new(name, &connection.auth, http)? {
                 Some(grant) => {
                     if !stored && matches!(grant.kind(), Kind::AuthorizationCode { .. }) {
                         return Err(Error::NeedsStore(name.clone()));

@@ -31,12 +31,13 @@ use crate::{
     cache::Tokens,
     flight::record_from,
     grant::{Grant, Issued, Kind, sanitise_code},
+    live::Live,
     page::{Page, escape},
     store::{Flow, Store, now_ms, random_id},
 };
 
 /// The consent page's routes.
-pub(crate) fn router(tokens: Arc<Tokens>) -> Router {
+pub(crate) fn router(tokens: Arc<Live>) -> Router {
     Router::new()
         .route("/", get(list))
         .route("/connect/{connection}", get(connect))
@@ -56,7 +57,8 @@ enum Standing {
     Broken(String),
 }
 
-async fn list(State(tokens): State<Arc<Tokens>>) -> Response {
+async fn list(State(live): State<Arc<Live>>) -> Response {
+    let tokens = live.current();
     let Some(store) = tokens.store() else {
         return store_down().into_response();
     };
@@ -121,7 +123,8 @@ fn unix_ms(ms: i64) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-async fn connect(State(tokens): State<Arc<Tokens>>, Path(connection): Path<String>) -> Response {
+async fn connect(State(live): State<Arc<Live>>, Path(connection): Path<String>) -> Response {
+    let tokens = live.current();
     let grant = match tokens.grant(&connection) {
         Ok(grant) if matches!(grant.kind(), Kind::AuthorizationCode { .. }) => grant,
         _ => {
@@ -185,10 +188,10 @@ fn bad(title: &str, text: &str) -> Page {
 }
 
 async fn callback(
-    State(tokens): State<Arc<Tokens>>,
+    State(live): State<Arc<Live>>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
-    match complete(&tokens, &params).await {
+    match complete(&live.current(), &params).await {
         Ok(connection) => Page::new(
             StatusCode::OK,
             "Connected",

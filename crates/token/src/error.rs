@@ -114,6 +114,21 @@ pub enum Error {
     /// The HTTP client for authorization servers could not be built.
     #[error("cannot build the HTTP client")]
     HttpClient(#[source] reqwest::Error),
+    /// A connection's TLS settings cannot be used for its token requests.
+    #[error(transparent)]
+    Client(#[from] hookyard_outbound::ClientError),
+    /// A connection's token URL is an address the SSRF guard refuses (list it in the
+    /// connection's `allow_private` when the authorization server really is there).
+    #[error("token_url of connection {connection} is refused by the SSRF guard: {reason}")]
+    TokenUrlRefused {
+        /// Connection name.
+        connection: String,
+        /// Why, e.g. `loopback address`.
+        reason: &'static str,
+    },
+    /// A connection's `allow_private` holds something that is not an address or CIDR block.
+    #[error("allow_private of connection {0} holds an invalid range")]
+    AllowPrivate(String),
     /// The gRPC server failed.
     #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
@@ -144,6 +159,9 @@ impl Error {
             Self::Url { .. }
             | Self::PrivateKey(_)
             | Self::HttpClient(_)
+            | Self::Client(_)
+            | Self::AllowPrivate(_)
+            | Self::TokenUrlRefused { .. }
             | Self::Serve(_)
             | Self::ServeHttp(_) => Code::Internal,
         }

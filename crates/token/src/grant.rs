@@ -61,12 +61,32 @@ pub(crate) struct Grant {
     extra: Vec<(String, String)>,
 }
 
-/// The HTTP client for authorization servers, shared by every connection.
-pub(crate) fn http_client() -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
+/// The HTTP client of a connection's token requests: the same SSRF guard, TLS settings
+/// (trusted CAs, client certificate) and no proxy as egress's client of that connection, so an
+/// authorization server is reached only where the connection may reach.
+pub(crate) fn http_client(
+    name: &str,
+    connection: &hookyard_core::config::Connection,
+) -> Result<reqwest::Client, Error> {
+    let guard = hookyard_outbound::client::guard(connection)
+        .ok_or_else(|| Error::AllowPrivate(name.to_owned()))?;
+    // A token URL naming an address is checked here, once; a name is checked on every lookup
+    // by the client's resolver.
+    if let Some(url) = connection
+        .auth
+        .token_url()
+        .and_then(|text| url::Url::parse(text).ok())
+    {
+        guard
+            .check_url(&url)
+            .map_err(|refusal| Error::TokenUrlRefused {
+                connection: name.to_owned(),
+                reason: refusal.reason,
+            })?;
+    }
+    hookyard_outbound::client::builder(name, connection, guard)?
         // oauth2 advises against following redirects: they could carry the credentials elsewhere.
         .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
         .timeout(REQUEST_TIMEOUT)
         .build()
         .map_err(Error::HttpClient)

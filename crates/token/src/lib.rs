@@ -11,6 +11,7 @@
 //! - the token store (`store`, `keys`): the `HOOKYARD_TOKENS` KV bucket, every record sealed
 //!   with AES-256-GCM;
 //! - renewal and single flight (`cache` in one process, `flight` across replicas);
+//! - the connections of the file as it is now (`live`): replaced when the file changes;
 //! - the gRPC API and its mapping of failures to status codes (`service`, [`Error`]).
 //! - `metrics`: `GetToken` outcomes per connection, served at `GET /metrics` on the gRPC
 //!   listener (which also accepts HTTP/1.1 for Prometheus).
@@ -79,6 +80,7 @@ mod error;
 mod flight;
 mod grant;
 pub mod keys;
+mod live;
 mod metrics;
 mod page;
 mod service;
@@ -102,6 +104,9 @@ pub struct Settings {
     pub integration: Arc<Integration>,
     /// The token store; `None` keeps tokens in memory and serves client credentials only.
     pub store: Option<StoreSettings>,
+    /// Where to reload the integration file from while running, so an OAuth 2.0 connection
+    /// added to it (or changed) is served without a restart; `None` never reloads.
+    pub reload: Option<hookyard_core::reload::Reload>,
 }
 
 /// The token store: what `oauth2_authorization_code` connections need, and what keeps every
@@ -132,21 +137,39 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let Settings { integration, store } = settings;
+    let Settings {
+        integration,
+        store,
+        reload,
+    } = settings;
     let policy = store
         .as_ref()
         .map_or_else(Policy::default, |store| store.policy.clone());
-    let tokens = Arc::new(cache::Tokens::new(&integration, store.is_some(), policy)?);
+    let tokens = cache::Tokens::new(&integration, store.is_some(), policy.clone())?;
+    let tokens = Arc::new(live::Live::new(tokens, store.is_some(), policy));
+    if let Some(reload) = reload {
+        tokio::spawn(watch(reload, tokens.clone(), shutdown.clone()));
+    }
     serve(tokens, store, listener, shutdown).await
+}
+
+/// Replaces the tokens whenever the integration file changes and its OAuth 2.0 connections
+/// can all be served; otherwise the current ones stay (the watcher logs why).
+async fn watch(
+    reload: hookyard_core::reload::Reload,
+    live: Arc<live::Live>,
+    stop: CancellationToken,
+) {
+    let scope = hookyard_core::config::SecretScope::OAuth2Clients;
+    hookyard_core::reload::watch(reload, scope, stop, |integration| {
+        live.replace(&integration).map_err(|error| error.chain())
+    })
+    .await;
 }
 
 /// Opens the token store with backoff and hands it to `tokens`; true once it is open, false
 /// when `stop` came first.
-async fn open_store(
-    tokens: &cache::Tokens,
-    store: StoreSettings,
-    stop: &CancellationToken,
-) -> bool {
+async fn open_store(tokens: &live::Live, store: StoreSettings, stop: &CancellationToken) -> bool {
     let opened = hookyard_core::retry::until_ok(
         stop,
         || store::Store::open(store.nats.clone(), &store.topology, store.keys.clone()),
@@ -168,7 +191,7 @@ async fn open_store(
 }
 
 async fn serve(
-    tokens: Arc<cache::Tokens>,
+    tokens: Arc<live::Live>,
     mut store: Option<StoreSettings>,
     listener: TcpListener,
     shutdown: CancellationToken,
@@ -189,7 +212,7 @@ async fn serve(
     tracing::info!(
         address = ?listener.local_addr().ok(),
         consent = ?consent.as_ref().and_then(|l| l.local_addr().ok()),
-        connections = tokens.len(),
+        connections = tokens.current().len(),
         "token service listening"
     );
     let drain = shutdown.clone();

@@ -44,6 +44,15 @@ struct Cli {
     /// 30 s).
     #[arg(long, env = "HOOKYARD_TOKEN_REFRESH_SKEW", value_parser = humantime::parse_duration)]
     refresh_skew: Option<Duration>,
+    /// How often the integration file is checked for changes, so an OAuth 2.0 connection added
+    /// to it is served without a restart (e.g. `500ms`, `2s`); `0s` never reloads.
+    #[arg(
+        long,
+        env = "HOOKYARD_TOKEN_RELOAD_INTERVAL",
+        default_value = "2s",
+        value_parser = humantime::parse_duration
+    )]
+    reload_interval: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +96,10 @@ async fn main() -> ExitCode {
             Some(
                 hookyard_token::Error::NeedsStore(_)
                 | hookyard_token::Error::Url { .. }
-                | hookyard_token::Error::PrivateKey(_),
+                | hookyard_token::Error::PrivateKey(_)
+                | hookyard_token::Error::Client(_)
+                | hookyard_token::Error::AllowPrivate(_)
+                | hookyard_token::Error::TokenUrlRefused { .. },
             ) => ExitCode::from(hookyard_core::settings::EXIT_CONFIG),
             _ => ExitCode::FAILURE,
         }
@@ -127,7 +139,14 @@ async fn serve(
             None
         }
     };
-    let settings = hookyard_token::Settings { integration, store };
+    let settings = hookyard_token::Settings {
+        integration,
+        store,
+        reload: (!cli.reload_interval.is_zero()).then(|| hookyard_core::reload::Reload {
+            path: cli.common.config.clone(),
+            interval: cli.reload_interval,
+        }),
+    };
     let run = hookyard_token::run(settings, listener, shutdown.clone());
     service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)
         .await

@@ -9,16 +9,16 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::{cache::Tokens, metrics::Metrics};
+use crate::{live::Live, metrics::Metrics};
 
 /// Serves tokens from the cache.
 pub(crate) struct TokenApi {
-    tokens: Arc<Tokens>,
+    tokens: Arc<Live>,
     metrics: Arc<Metrics>,
 }
 
 impl TokenApi {
-    pub(crate) fn new(tokens: Arc<Tokens>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(tokens: Arc<Live>, metrics: Arc<Metrics>) -> Self {
         Self { tokens, metrics }
     }
 }
@@ -30,7 +30,7 @@ impl TokenService for TokenApi {
         request: Request<GetTokenRequest>,
     ) -> Result<Response<GetTokenResponse>, Status> {
         let connection = request.into_inner().connection;
-        let result = self.tokens.get(&connection).await;
+        let result = self.tokens.current().get(&connection).await;
         let code = result
             .as_ref()
             .map_or_else(|e| Status::from(&**e).code(), |_| tonic::Code::Ok);
@@ -70,6 +70,7 @@ impl TokenService for TokenApi {
         } = request.into_inner();
         let invalidated = self
             .tokens
+            .current()
             .invalidate(&connection, &access_token)
             .await
             .map_err(|e| Status::from(&e))?;

@@ -479,6 +479,15 @@ pub enum ConnectionAuth {
 }
 
 impl ConnectionAuth {
+    /// The token endpoint of an OAuth 2.0 connection.
+    pub fn token_url(&self) -> Option<&str> {
+        match self {
+            Self::OAuth2ClientCredentials { token_url, .. }
+            | Self::OAuth2AuthorizationCode { token_url, .. } => Some(token_url),
+            _ => None,
+        }
+    }
+
     /// Whether the token service provides this connection's access tokens.
     pub fn is_oauth2(&self) -> bool {
         matches!(

@@ -420,8 +420,11 @@ pub(super) fn resolve_secrets(
         }
     }
     for (name, conn) in &mut i.connections {
+        // The token service presents the client certificate of an OAuth 2.0 connection to its
+        // authorization server, as egress does to the partner.
+        let tls_key = connections || (oauth2_clients && conn.auth.is_oauth2());
         if let Some(client_key) = conn.tls.as_mut().and_then(|t| t.client_key.as_mut())
-            && connections
+            && tls_key
         {
             resolve(format!("connections.{name}.tls.client_key"), client_key);
         }

@@ -123,6 +123,7 @@ impl Services {
         let settings = hookyard_token::Settings {
             integration: integration.clone(),
             store: None,
+            reload: None,
         };
         tokio::spawn(hookyard_token::run(settings, listener, shutdown.clone()));
         Self::spawn_egress(integration, Some(token_endpoint), shutdown).await

@@ -122,6 +122,7 @@ async fn services(
     let settings = hookyard_token::Settings {
         integration: integration.clone(),
         store: None,
+        reload: None,
     };
     tokio::spawn(hookyard_token::run(settings, listener, shutdown.clone()));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

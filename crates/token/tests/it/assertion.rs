@@ -150,6 +150,7 @@ fn config(token_url: &str, key_file: &std::path::Path, jwt: &str) -> String {
         r#"
 [connections.erp]
 base_url = "https://erp.example"
+allow_private = ["127.0.0.0/8"]
 [connections.erp.auth]
 type = "oauth2_client_credentials"
 token_url = "{token_url}"
@@ -252,6 +253,7 @@ async fn key_that_does_not_fit_the_algorithm_fails_at_start() {
     let settings = hookyard_token::Settings {
         integration: Arc::new(integration),
         store: None,
+        reload: None,
     };
     let error = hookyard_token::run(
         settings,

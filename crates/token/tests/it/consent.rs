@@ -248,6 +248,7 @@ async fn authorization_code_without_a_token_store_fails_at_start() {
     let settings = hookyard_token::Settings {
         integration: std::sync::Arc::new(integration),
         store: None,
+        reload: None,
     };
     let error = hookyard_token::run(settings, listener, Default::default())
         .await

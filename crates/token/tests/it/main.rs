@@ -9,7 +9,9 @@ mod cache;
 mod consent;
 mod encryption;
 mod grant;
+mod outbound;
 mod refresh;
+mod reload;
 mod replicas;
 mod startup;
 mod stored;
@@ -52,6 +54,7 @@ impl TokenService {
         let settings = hookyard_token::Settings {
             integration: Arc::new(integration),
             store: None,
+            reload: None,
         };
         tokio::spawn(hookyard_token::run(settings, listener, shutdown.clone()));
         let client = TokenServiceClient::connect(format!("http://{address}"))
@@ -91,6 +94,8 @@ pub fn config(token_url: &str, client_auth: &str) -> String {
         r#"
 [connections.erp]
 base_url = "https://erp.example"
+# The stand-in authorization server is on loopback, which the SSRF guard refuses by default.
+allow_private = ["127.0.0.0/8"]
 auth = {{ type = "oauth2_client_credentials", token_url = "{token_url}", client_id = "hookyard", client_secret = "${{env:ERP_SECRET}}", scopes = ["orders.read", "orders.write"], client_auth = "{client_auth}" }}
 
 [connections.plain]

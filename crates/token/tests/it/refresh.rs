@@ -211,6 +211,7 @@ async fn client_credentials_in_a_store(
         r#"
 [connections.erp]
 base_url = "https://erp.example"
+allow_private = ["127.0.0.0/8"]
 auth = {{ type = "oauth2_client_credentials", token_url = "{}/token", client_id = "hookyard", client_secret = "${{env:CRM_SECRET}}" }}
 "#,
         server.uri()

@@ -45,8 +45,17 @@ impl Replica {
         }
     }
 
+    /// A client of the replica, once it serves: its token store is open, so its consent page
+    /// and tokens work.
     async fn client(&self) -> TokenServiceClient<Channel> {
         let url = format!("http://127.0.0.1:{}", self.grpc);
+        wait_for(Duration::from_secs(20), "the replica to serve", || async {
+            hookyard_core::health::probe(&url, Duration::from_secs(1))
+                .await
+                .is_ok()
+        })
+        .await
+        .expect("the replica serves");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             match TokenServiceClient::connect(url.clone()).await {

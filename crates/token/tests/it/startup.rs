@@ -19,7 +19,7 @@ async fn token_service_with_a_store_waits_for_nats_and_becomes_ready_without_a_r
     let mut config = tempfile::NamedTempFile::new().expect("config file");
     config
         .write_all(
-            b"[connections.erp]\nbase_url = \"http://127.0.0.1:9\"\nauth = { type = \"oauth2_client_credentials\", token_url = \"http://127.0.0.1:9/token\", client_id = \"hookyard\", client_secret = \"${env:ERP_SECRET}\" }\n",
+            b"[connections.erp]\nbase_url = \"http://127.0.0.1:9\"\nallow_private = [\"127.0.0.0/8\"]\nauth = { type = \"oauth2_client_credentials\", token_url = \"http://127.0.0.1:9/token\", client_id = \"hookyard\", client_secret = \"${env:ERP_SECRET}\" }\n",
         )
         .expect("write config");
     let nats_port = Nats::free_port().expect("nats port");

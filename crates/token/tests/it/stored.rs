@@ -44,6 +44,7 @@ pub fn crm_config(server: &str, redirect: &str) -> String {
         r#"
 [connections.crm]
 base_url = "https://crm.example"
+allow_private = ["127.0.0.0/8"]
 auth = {{ type = "oauth2_authorization_code", authorize_url = "{server}/authorize", token_url = "{server}/token", client_id = "hookyard", client_secret = "${{env:CRM_SECRET}}", scopes = ["contacts.read"], redirect_uri = "{redirect}", issuer = "{server}" }}
 "#
     )
@@ -113,6 +114,7 @@ impl Stored {
         let settings = hookyard_token::Settings {
             integration: Arc::new(integration),
             store: Some(store),
+            reload: None,
         };
         tokio::spawn(hookyard_token::run(settings, ports.grpc, shutdown.clone()));
         // The service answers at once but serves tokens only once its bucket is set up.

@@ -6,14 +6,52 @@ use std::sync::Arc;
 use hookyard_core::config::{CaMode, Connection as Config, ConnectionAuth};
 use reqwest::{Certificate, Identity, redirect};
 
-use crate::{Error, guard::Guard, resolve::GuardedResolver};
+use crate::{guard::Guard, resolve::GuardedResolver};
 
-/// Builds the client of connection `name`.
-pub(crate) fn build(
+/// A connection's HTTP client cannot be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A TLS file or key is missing or unreadable (the message never quotes a key).
+    #[error("connection {connection}: {what}: {detail}")]
+    Tls {
+        /// Connection name.
+        connection: String,
+        /// The key, e.g. `tls.ca`.
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("connection {connection}: cannot build its HTTP client")]
+    HttpClient {
+        /// Connection name.
+        connection: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// Builds the client of connection `name`, whose every address `guard` checks.
+pub fn build(
     name: &str,
     config: &Config,
     guard: Arc<Guard>,
-) -> Result<reqwest::Client, Error> {
+) -> Result<reqwest::Client, ClientError> {
+    builder(name, config, guard)?
+        .build()
+        .map_err(|source| ClientError::HttpClient {
+            connection: name.to_owned(),
+            source,
+        })
+}
+
+/// [`build`]'s settings, for a caller that changes some before building (the token service
+/// follows no redirects and has its own timeout for token requests).
+pub fn builder(
+    name: &str,
+    config: &Config,
+    guard: Arc<Guard>,
+) -> Result<reqwest::ClientBuilder, ClientError> {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .timeout(config.timeout)
@@ -22,7 +60,7 @@ pub(crate) fn build(
         // Where a call goes is decided by the connection alone, not by HTTP_PROXY and friends.
         .no_proxy();
     if let Some(tls) = &config.tls {
-        let tls_error = |what: &'static str, detail: String| Error::Tls {
+        let tls_error = |what: &'static str, detail: String| ClientError::Tls {
             connection: name.to_owned(),
             what,
             detail,
@@ -71,10 +109,18 @@ pub(crate) fn build(
             builder = builder.identity(identity);
         }
     }
-    builder.build().map_err(|source| Error::HttpClient {
-        connection: name.to_owned(),
-        source,
-    })
+    Ok(builder)
+}
+
+/// The guard of a connection: the SSRF rules with its `allow_private` ranges lifted; `None`
+/// when a range does not parse (the integration file's check reports it).
+pub fn guard(config: &Config) -> Option<Arc<Guard>> {
+    let allow = config
+        .allow_private
+        .iter()
+        .map(|text| hookyard_core::config::parse_cidr(text).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some(Arc::new(Guard::new(allow)))
 }
 
 /// No redirects unless `follow_redirects` allows some; then every hop's literal address is

@@ -94,24 +94,24 @@ const REFUSED_V6: [([u16; 8], u8, &str); 14] = [
 
 /// Why an address is refused; never holds the address of a `query` URL or anything secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("destination refused by the egress guard: {reason}")]
-pub(crate) struct Refusal {
+#[error("destination refused by the SSRF guard: {reason}")]
+pub struct Refusal {
     pub reason: &'static str,
 }
 
 /// The guard of one connection: the default refusals minus its `allow_private` ranges.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Guard {
+pub struct Guard {
     allow: Vec<IpNet>,
 }
 
 impl Guard {
-    pub(crate) fn new(allow: Vec<IpNet>) -> Self {
+    pub fn new(allow: Vec<IpNet>) -> Self {
         Self { allow }
     }
 
     /// Whether the connection may connect to `ip`.
-    pub(crate) fn check_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
         if is_metadata(ip) {
             return Err(Refusal {
                 reason: "cloud metadata address",
@@ -136,7 +136,7 @@ impl Guard {
 
     /// Whether the connection may send to `url`: its host when that is an IP literal (names
     /// are checked by the resolver once resolved).
-    pub(crate) fn check_url(&self, url: &Url) -> Result<(), Refusal> {
+    pub fn check_url(&self, url: &Url) -> Result<(), Refusal> {
         match url.host() {
             Some(Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
             Some(Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
@@ -149,7 +149,7 @@ impl Guard {
 }
 
 /// Why `ip` is refused by default, or `None` when it is a public address.
-pub(crate) fn refusal(ip: IpAddr) -> Option<&'static str> {
+pub fn refusal(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => refusal_v4(v4),
         IpAddr::V6(v6) => refusal_v6(v6),

@@ -1,8 +1,8 @@
 //! The DNS resolver of every connection's HTTP client: resolves with the system resolver and
 //! hands the HTTP client only the addresses the connection's [`Guard`] allows, so the address
 //! checked is the address connected to (no second lookup an attacker's DNS could answer
-//! differently). A name with no allowed address fails with the guard's [`Refusal`], which
-//! [`crate::Error::transport`] finds in the error chain and reports as `PERMISSION_DENIED`.
+//! differently). A name with no allowed address fails with the guard's [`Refusal`], which a
+//! caller finds in the error chain (egress reports it as `PERMISSION_DENIED`).
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -22,13 +22,13 @@ enum Lookup {
 
 /// A resolver that filters answers through a connection's guard.
 #[derive(Debug, Clone)]
-pub(crate) struct GuardedResolver {
+pub struct GuardedResolver {
     guard: Arc<Guard>,
     lookup: Lookup,
 }
 
 impl GuardedResolver {
-    pub(crate) fn new(guard: Arc<Guard>) -> Self {
+    pub fn new(guard: Arc<Guard>) -> Self {
         Self {
             guard,
             lookup: Lookup::System,
