@@ -7,7 +7,7 @@ use hookyard_core::{Integration, streams::Topology};
 use hookyard_proto::event::v1::DeadLetter;
 use hookyard_testkit::{Nats, unique_namespace, wait_for};
 use prost::Message;
-use tokio::task::JoinHandle;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 /// Basic-auth credentials the test sources expect.
@@ -17,6 +17,9 @@ pub const SHOP_PASSWORD: &str = "shop-pass:with:colons";
 pub const ERP_CLIENT_SECRET: &str = "erp-client-secret-value";
 /// Signing secret of the test Stripe source (`${env:STRIPE_WEBHOOK_SECRET}`).
 pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_e2e_stripe_signing_secret";
+
+/// The token service's encryption key in stacks with a token store (version 1, 32 bytes).
+const TOKEN_KEY: &str = "1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
 /// Bearer token of the router's admin API in every stack.
 pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
@@ -47,6 +50,7 @@ fn env(name: &str) -> Option<String> {
         "SHOP_PASSWORD" => Some(SHOP_PASSWORD.to_owned()),
         "ERP_CLIENT_SECRET" => Some(ERP_CLIENT_SECRET.to_owned()),
         "STRIPE_WEBHOOK_SECRET" => Some(STRIPE_WEBHOOK_SECRET.to_owned()),
+        "CRM_SECRET" => Some(hookyard_testkit::oauth::CLIENT_SECRET.to_owned()),
         _ => None,
     }
 }
@@ -73,6 +77,21 @@ impl Stack {
         edit: impl FnOnce(&mut Topology),
         dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
+        Self::start_full(config, edit, dir, None).await
+    }
+
+    /// Like [`Stack::start`], with the token service keeping tokens in its store and serving
+    /// its consent page on `consent`, as `oauth2_authorization_code` connections need.
+    pub async fn start_consenting(config: &str, consent: TcpListener) -> anyhow::Result<Self> {
+        Self::start_full(config, |_| {}, &std::env::current_dir()?, Some(consent)).await
+    }
+
+    async fn start_full(
+        config: &str,
+        edit: impl FnOnce(&mut Topology),
+        dir: &std::path::Path,
+        consent: Option<TcpListener>,
+    ) -> anyhow::Result<Self> {
         let integration = Arc::new(Integration::parse(config, &env).context("test config")?);
         let nats = Nats::start().await?;
         let mut topology = Topology::new(&unique_namespace("e2e"));
@@ -96,9 +115,19 @@ impl Stack {
                 })
             };
 
+        let store = match consent {
+            Some(listener) => Some(hookyard_token::StoreSettings {
+                nats: nats.client().await?,
+                topology: topology.clone(),
+                keys: std::sync::Arc::new(hookyard_token::Keys::parse(TOKEN_KEY)?),
+                policy: hookyard_token::Policy::default(),
+                consent: Some(listener),
+            }),
+            None => None,
+        };
         let s = hookyard_token::Settings {
             integration: integration.clone(),
-            store: None,
+            store,
             reload: None,
         };
         let sd = shutdown.clone();

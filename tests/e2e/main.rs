@@ -10,6 +10,7 @@
 
 mod harness;
 
+mod consent;
 mod delivery;
 mod fanout;
 mod once;

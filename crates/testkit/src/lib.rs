@@ -10,6 +10,7 @@
 //! binary Cargo built for the crate's tests (`CARGO_BIN_EXE_…`) when start-up is the subject.
 
 pub mod lister;
+pub mod oauth;
 pub mod process;
 pub mod tls;
 

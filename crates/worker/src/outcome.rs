@@ -137,7 +137,8 @@ const WAIT_BOUNDS: (Duration, Duration) = (Duration::from_millis(100), Duration:
 /// that is restarting.
 pub fn wait_delay(wait: Wait) -> Duration {
     let default = match wait.reason {
-        WaitReason::NeedsConsent => Duration::from_secs(60),
+        // A person is about to click Connect: once they have, held events flow within seconds.
+        WaitReason::NeedsConsent => Duration::from_secs(15),
         WaitReason::UnknownConnection => Duration::from_secs(10),
         WaitReason::BreakerOpen | WaitReason::TokenUnavailable => Duration::from_secs(5),
         WaitReason::ServiceUnavailable => Duration::from_secs(2),
@@ -288,7 +289,7 @@ mod tests {
         };
         assert_eq!(
             wait_delay(wait(WaitReason::NeedsConsent, None)),
-            Duration::from_secs(60)
+            Duration::from_secs(15)
         );
         assert_eq!(
             wait_delay(wait(WaitReason::ServiceUnavailable, None)),

@@ -3,13 +3,8 @@
 
 use tonic::Code;
 
-use crate::{
-    authserver::AuthServer,
-    stored::{
-        Ports, Setup, Stored, browser, click_connect, connect, consent_at, crm_config, key, open,
-        param, quick_policy, topology,
-    },
-};
+use crate::stored::{Ports, Setup, Stored, connect, crm_config, key, quick_policy, topology};
+use hookyard_testkit::oauth::{AuthServer, browser, click_connect, consent_at, open, param};
 
 #[tokio::test]
 async fn consent_flow_stores_tokens_and_get_token_serves_them() {

@@ -4,13 +4,8 @@
 use hookyard_testkit::Nats;
 use tonic::Code;
 
-use crate::{
-    authserver::AuthServer,
-    stored::{
-        Ports, Setup, Stored, browser, click_connect, connect, consent_at, crm_config, key, open,
-        quick_policy, topology,
-    },
-};
+use crate::stored::{Ports, Setup, Stored, connect, crm_config, key, quick_policy, topology};
+use hookyard_testkit::oauth::{AuthServer, browser, click_connect, consent_at, open};
 
 /// Version of the key a raw record is sealed with.
 fn version(raw: &[u8]) -> u32 {

@@ -1,10 +1,9 @@
 //! Integration tests of the token service: the real service on a loopback port, called over
 //! gRPC with the generated client, against wiremock (client credentials) or a stand-in
-//! authorization server (`authserver`: authorization code, refresh) and a real NATS for the
+//! authorization server (`hookyard_testkit::oauth`: authorization code, refresh) and a real NATS for the
 //! token store (`stored`).
 
 mod assertion;
-mod authserver;
 mod cache;
 mod consent;
 mod encryption;

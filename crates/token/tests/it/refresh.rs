@@ -8,10 +8,8 @@ use hookyard_testkit::wait_for;
 use hookyard_token::Policy;
 use tonic::Code;
 
-use crate::{
-    authserver::Refresh,
-    stored::{Setup, browser, connect, open, quick_policy},
-};
+use crate::stored::{Setup, connect, quick_policy};
+use hookyard_testkit::oauth::{Refresh, browser, open};
 
 /// Every token is due for renewal as soon as it is issued, and stays valid for an hour.
 fn always_due() -> Policy {

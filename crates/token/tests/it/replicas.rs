@@ -11,9 +11,9 @@ use hookyard_proto::token::v1::{GetTokenRequest, token_service_client::TokenServ
 use hookyard_testkit::{Nats, free_port, unique_namespace, wait_for};
 use tonic::transport::Channel;
 
-use crate::{
-    authserver::{AuthServer, CLIENT_SECRET},
-    stored::{browser, click_connect, consent_at, crm_config, key, open},
+use crate::stored::{crm_config, key};
+use hookyard_testkit::oauth::{
+    AuthServer, CLIENT_SECRET, browser, click_connect, consent_at, open,
 };
 
 /// A `hookyard-token` process; killed when dropped.

@@ -15,9 +15,9 @@ use hookyard_token::{Keys, Policy};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    TokenService,
-    authserver::{AuthServer, CLIENT_SECRET},
+use crate::TokenService;
+use hookyard_testkit::oauth::{
+    AuthServer, CLIENT_SECRET, browser, click_connect, consent_at, open,
 };
 
 /// A key list with one key of version `version`, all bytes `byte`.
@@ -183,64 +183,6 @@ pub fn quick_policy() -> Policy {
         wait_limit: Duration::from_secs(10),
         ..Policy::default()
     }
-}
-
-/// A browser that does not follow redirects, so each hop is checked.
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .expect("client")
-}
-
-/// The `Location` of a 302, parsed.
-pub fn location(response: &reqwest::Response) -> url::Url {
-    assert_eq!(
-        response.status(),
-        reqwest::StatusCode::FOUND,
-        "{response:?}"
-    );
-    let to = response
-        .headers()
-        .get("location")
-        .expect("location")
-        .to_str()
-        .expect("ascii");
-    url::Url::parse(to).expect("absolute URL")
-}
-
-pub fn param(url: &url::Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-/// Clicks Connect for `connection`: the URL of the authorization server's page.
-pub async fn click_connect(browser: &reqwest::Client, consent: &str, connection: &str) -> url::Url {
-    let response = browser
-        .get(format!("{consent}/connect/{connection}"))
-        .send()
-        .await
-        .expect("connect");
-    location(&response)
-}
-
-/// Consents at the authorization server: the callback URL it redirects the browser to.
-pub async fn consent_at(browser: &reqwest::Client, authorize: &url::Url) -> url::Url {
-    let response = browser
-        .get(authorize.clone())
-        .send()
-        .await
-        .expect("authorize");
-    location(&response)
-}
-
-/// Opens `url`; the status and the page.
-pub async fn open(browser: &reqwest::Client, url: &url::Url) -> (u16, String) {
-    let response = browser.get(url.clone()).send().await.expect("open");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
 }
 
 /// The whole flow; the callback's status and page.

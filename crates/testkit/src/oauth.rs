@@ -1,7 +1,7 @@
-//! A stand-in authorization server on a loopback port that checks what a real one checks:
-//! the registered redirect URI (exactly), PKCE S256, one-time codes, client authentication,
-//! valid refresh tokens. Behaviour of refreshes is switchable per test; every token request is
-//! recorded.
+//! A stand-in OAuth 2.0 authorization server on a loopback port that checks what a real one
+//! checks: the registered redirect URI (exactly), PKCE S256, one-time codes, client
+//! authentication, valid refresh tokens. Behaviour of refreshes is switchable per test; every
+//! token request is recorded. And a "browser" that walks the consent flow hop by hop.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -257,4 +257,62 @@ fn issue(s: &mut AsState, with_refresh: bool) -> Response {
         body["refresh_token"] = refresh.into();
     }
     axum::Json(body).into_response()
+}
+
+/// A browser that does not follow redirects, so each hop is checked.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// The `Location` of a 302, parsed.
+pub fn location(response: &reqwest::Response) -> url::Url {
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::FOUND,
+        "{response:?}"
+    );
+    let to = response
+        .headers()
+        .get("location")
+        .expect("location")
+        .to_str()
+        .expect("ascii");
+    url::Url::parse(to).expect("absolute URL")
+}
+
+pub fn param(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Clicks Connect for `connection`: the URL of the authorization server's page.
+pub async fn click_connect(browser: &reqwest::Client, consent: &str, connection: &str) -> url::Url {
+    let response = browser
+        .get(format!("{consent}/connect/{connection}"))
+        .send()
+        .await
+        .expect("connect");
+    location(&response)
+}
+
+/// Consents at the authorization server: the callback URL it redirects the browser to.
+pub async fn consent_at(browser: &reqwest::Client, authorize: &url::Url) -> url::Url {
+    let response = browser
+        .get(authorize.clone())
+        .send()
+        .await
+        .expect("authorize");
+    location(&response)
+}
+
+/// Opens `url`; the status and the page.
+pub async fn open(browser: &reqwest::Client, url: &url::Url) -> (u16, String) {
+    let response = browser.get(url.clone()).send().await.expect("open");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
 }
