@@ -1,6 +1,6 @@
 //! The repository stands on its own: its code, docs and scripts point at no file outside it
 //! (a sibling checkout, a path of the machine it was written on) and at no tracker entry by
-//! number ("issue 6"), which a reader of the repository cannot follow.
+//! number ("Issue 6"), which a reader of the repository cannot follow.
 
 use std::path::Path;
 
@@ -11,7 +11,8 @@ const OUTSIDE: [&str; 6] = [
     "STYLE.md",
     "MACHINE.md",
     "/work/",
-    "later issue",
+    // Spelled in two parts, so this list is not itself a pointer.
+    concat!("later", " issue"),
 ];
 
 /// Source, docs, scripts and build files: where such a pointer could be written.
@@ -25,7 +26,7 @@ fn checked(name: &str) -> bool {
         || name == "run"
 }
 
-/// `issue` (any case) followed by a number, as in "issue 6" or "Issue #12".
+/// `issue` (any case) followed by a number, as in "Issue 6" or "Issue #12".
 fn names_an_issue(line: &str) -> bool {
     let lower = line.to_ascii_lowercase();
     lower.match_indices("issue").any(|(at, word)| {
@@ -57,7 +58,7 @@ pub fn outside_references(root: &Path) -> Vec<String> {
 
 #[test]
 fn issue_numbers_are_recognised_and_ordinary_words_are_not() {
-    assert!(names_an_issue("//! the benchmark suite of issue 6"));
+    assert!(names_an_issue("//! the benchmark suite of Issue 6"));
     assert!(names_an_issue("see Issue #12"));
     assert!(!names_an_issue("an issue with the partner"));
     assert!(!names_an_issue("issued 3 tokens"));

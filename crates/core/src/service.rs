@@ -42,6 +42,37 @@ pub fn load_integration(path: &Path, scope: SecretScope) -> Result<Arc<Integrati
     }
 }
 
+/// Declares a service's `Command` enum: its `healthcheck` subcommand, probing the gRPC health at
+/// the endpoint from `--endpoint` or the environment variable `$env` (default `$default`), and
+/// `Command::answer`, which runs it. Every service's `main` starts with
+/// `if let Some(command) = &cli.command { return command.answer().await; }`.
+#[macro_export]
+macro_rules! service_command {
+    ($env:literal, $default:literal, $about:literal) => {
+        #[derive(Debug, clap::Subcommand)]
+        enum Command {
+            #[doc = $about]
+            Healthcheck {
+                /// gRPC endpoint of the service to probe.
+                #[arg(long, env = $env, default_value = $default)]
+                endpoint: String,
+            },
+        }
+
+        impl Command {
+            /// Runs the subcommand; its exit code.
+            async fn answer(&self) -> std::process::ExitCode {
+                match self {
+                    Self::Healthcheck { endpoint } => {
+                        $crate::service::healthcheck(endpoint, $crate::service::HEALTHCHECK_TIMEOUT)
+                            .await
+                    }
+                }
+            }
+        }
+    };
+}
+
 /// The directory of the integration file at `path`, against which the file's relative paths
 /// (a subprocess step's program and `cwd`) are resolved.
 pub fn config_dir(path: &Path) -> std::path::PathBuf {

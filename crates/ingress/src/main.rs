@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use hookyard_core::{
     Integration, config::SecretScope, service, settings::Common, streams::Topology,
 };
@@ -58,25 +58,17 @@ fn parse_lease_ttl(text: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Probes a running ingress's gRPC health; exits 0 when serving, 1 otherwise.
-    Healthcheck {
-        /// gRPC endpoint of the ingress to probe.
-        #[arg(
-            long,
-            env = "HOOKYARD_INGRESS_HEALTH_ENDPOINT",
-            default_value = "http://127.0.0.1:8080"
-        )]
-        endpoint: String,
-    },
-}
+hookyard_core::service_command!(
+    "HOOKYARD_INGRESS_HEALTH_ENDPOINT",
+    "http://127.0.0.1:8080",
+    "Probes a running ingress's gRPC health; exits 0 when serving, 1 otherwise."
+);
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Healthcheck { endpoint }) = &cli.command {
-        return service::healthcheck(endpoint, service::HEALTHCHECK_TIMEOUT).await;
+    if let Some(command) = &cli.command {
+        return command.answer().await;
     }
     let integration = match service::load_integration(&cli.common.config, SecretScope::Sources) {
         Ok(integration) => integration,

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use hookyard_core::{
     Integration,
     config::{Secret, SecretScope},
@@ -52,25 +52,17 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Checks the health of a running router; exits 0 when it is serving, 1 otherwise.
-    Healthcheck {
-        /// gRPC endpoint of the router.
-        #[arg(
-            long,
-            env = "HOOKYARD_ROUTER_HEALTH_ENDPOINT",
-            default_value = "http://127.0.0.1:50051"
-        )]
-        endpoint: String,
-    },
-}
+hookyard_core::service_command!(
+    "HOOKYARD_ROUTER_HEALTH_ENDPOINT",
+    "http://127.0.0.1:50051",
+    "Checks the health of a running router; exits 0 when it is serving, 1 otherwise."
+);
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Healthcheck { endpoint }) = &cli.command {
-        return service::healthcheck(endpoint, service::HEALTHCHECK_TIMEOUT).await;
+    if let Some(command) = &cli.command {
+        return command.answer().await;
     }
     let integration = match service::load_integration(&cli.common.config, SecretScope::None) {
         Ok(integration) => integration,

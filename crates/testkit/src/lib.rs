@@ -184,6 +184,25 @@ pub fn python() -> &'static str {
     })
 }
 
+/// Every message stored in `stream`, in order (what a test checks after the services ran).
+pub async fn stored(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> anyhow::Result<Vec<async_nats::jetstream::message::StreamMessage>> {
+    let s = js.get_stream(stream).await?;
+    let state = s.get_info().await?.state;
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return Ok(out);
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(m) = s.get_raw_message(seq).await {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
 /// A namespace unique within this process, for streams and subjects of one test.
 pub fn unique_namespace(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -183,14 +183,7 @@ impl Error {
 
     /// The error and its causes on one line, for logs.
     pub(crate) fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        hookyard_core::telemetry::report(self)
     }
 }
 

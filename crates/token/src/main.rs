@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use hookyard_core::{
     Integration, config::SecretScope, service, settings::Common, streams::Topology,
 };
@@ -55,28 +55,17 @@ struct Cli {
     reload_interval: Duration,
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Checks the health of a running token service; exits 0 when it is serving, else 1.
-    Healthcheck {
-        /// gRPC endpoint of the service to check.
-        #[arg(
-            long,
-            env = "HOOKYARD_TOKEN_HEALTH_ENDPOINT",
-            default_value = "http://127.0.0.1:50053"
-        )]
-        endpoint: String,
-    },
-}
-
-/// How long `healthcheck` waits for an answer.
-const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(5);
+hookyard_core::service_command!(
+    "HOOKYARD_TOKEN_HEALTH_ENDPOINT",
+    "http://127.0.0.1:50053",
+    "Checks the health of a running token service; exits 0 when it is serving, else 1."
+);
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Healthcheck { endpoint }) = &cli.command {
-        return service::healthcheck(endpoint, HEALTHCHECK_TIMEOUT).await;
+    if let Some(command) = &cli.command {
+        return command.answer().await;
     }
     let integration =
         match service::load_integration(&cli.common.config, SecretScope::OAuth2Clients) {

@@ -14,7 +14,7 @@ use hookyard_core::{
     streams::{StreamLimits, Topology},
 };
 use hookyard_proto::event::v1::{DeadLetter, Envelope, Header, WorkItem};
-use hookyard_testkit::{Nats, unique_namespace, wait_for};
+use hookyard_testkit::{Nats, stored, unique_namespace, wait_for};
 use prost::Message as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -164,22 +164,6 @@ fn init_logs() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-}
-
-/// Every message stored in `stream`, in order.
-async fn stored(js: &jetstream::Context, stream: &str) -> anyhow::Result<Vec<StreamMessage>> {
-    let s = js.get_stream(stream).await?;
-    let state = s.get_info().await?.state;
-    let mut out = Vec::new();
-    if state.messages == 0 {
-        return Ok(out);
-    }
-    for seq in state.first_sequence..=state.last_sequence {
-        if let Ok(m) = s.get_raw_message(seq).await {
-            out.push(m);
-        }
-    }
-    Ok(out)
 }
 
 async fn wait_stored(

@@ -27,7 +27,7 @@ use hookyard_proto::{
     },
     event::v1::{DeadLetter, Envelope, WorkItem},
 };
-use hookyard_testkit::{Nats, unique_namespace, wait_for};
+use hookyard_testkit::{Nats, stored, unique_namespace, wait_for};
 use prost::Message as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -277,21 +277,6 @@ async fn wait_all_acked(
         })
     })
     .await
-}
-
-async fn stored(js: &jetstream::Context, stream: &str) -> anyhow::Result<Vec<StreamMessage>> {
-    let s = js.get_stream(stream).await?;
-    let state = s.get_info().await?.state;
-    let mut out = Vec::new();
-    if state.messages == 0 {
-        return Ok(out);
-    }
-    for seq in state.first_sequence..=state.last_sequence {
-        if let Ok(m) = s.get_raw_message(seq).await {
-            out.push(m);
-        }
-    }
-    Ok(out)
 }
 
 /// Waits for exactly one dead letter on the handler's subject and decodes it.
