@@ -169,6 +169,9 @@ fn validate(file: &std::path::Path, programs: bool) -> ExitCode {
     });
     match loaded {
         Ok(i) => {
+            for w in hookyard_core::config::advice::warnings(&i) {
+                eprintln!("{}: warning: {w}", file.display());
+            }
             println!(
                 "{}: ok ({} sources, {} routes, {} handlers, {} connections)",
                 file.display(),

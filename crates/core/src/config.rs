@@ -11,6 +11,7 @@
 //! handlers or connections, unresolvable secrets — each with the key it concerns and, where the
 //! key is in the file, its line. The model is in [`model`], secret references in [`secret`].
 
+pub mod advice;
 pub mod dedup;
 pub mod handshake;
 pub mod inbound;

@@ -134,3 +134,20 @@ fn a_subprocess_program_that_cannot_run_is_named_with_its_key() {
         .expect("runs hookyard");
     assert!(skipped.status.success(), "{skipped:?}");
 }
+
+#[test]
+fn a_retry_span_shorter_than_the_breaker_cool_down_is_a_warning_not_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("integration.toml");
+    std::fs::write(
+        &file,
+        "[handlers.h]\nmax_deliver = 2\nbackoff = [\"1s\"]\nsteps = [{ type = \"http\", connection = \"erp\", path = \"/x\" }]\n\n[connections.erp]\nbase_url = \"https://erp.example\"\n",
+    )
+    .expect("write");
+    let (ok, out) = validate(&file, false);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("warning: handlers.h.backoff") && out.contains("cool-down 30s"),
+        "{out}"
+    );
+}
