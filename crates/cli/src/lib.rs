@@ -213,7 +213,7 @@ async fn run_dev(dev: Dev, integration: Arc<Integration>) -> anyhow::Result<()> 
     let nats = settings::connect_nats(&dev.nats_url, "hookyard-dev")
         .await
         .context("failed to connect to nats")?;
-    let mut services = Services {
+    let mut services = DevServices {
         tasks: tokio::task::JoinSet::new(),
         shutdown: shutdown.clone(),
     };
@@ -305,12 +305,12 @@ fn dev_egress(dev: &Dev, integration: Arc<Integration>) -> hookyard_egress::Sett
 }
 
 /// The services `hookyard dev` runs, all stopped by one `shutdown`.
-struct Services {
+struct DevServices {
     tasks: tokio::task::JoinSet<anyhow::Result<()>>,
     shutdown: CancellationToken,
 }
 
-impl Services {
+impl DevServices {
     /// Runs the service `start` returns for the shutdown token, its failure labelled with
     /// `name` so the first error says which service stopped the others.
     fn spawn<F, E>(&mut self, name: &'static str, start: impl FnOnce(CancellationToken) -> F)

@@ -24,7 +24,7 @@
 //! Every partner call, refused ones included: sequence number, method, path, query,
 //! `Idempotency-Key`, how it authenticated (`bearer`, `basic`, `none` or `invalid`), the body
 //! (JSON, or text when it is not JSON), the status answered and when it arrived. Only the
-//! newest [`Settings::max_calls`] are kept. Tokens, passwords and the `Authorization` header
+//! newest [`Settings::max_calls`] are kept. IssuedTokens, passwords and the `Authorization` header
 //! are never recorded nor logged; issued tokens are remembered only as SHA-256 digests.
 //!
 //! # Modules
@@ -133,7 +133,7 @@ pub async fn run(
 /// State shared by every handler.
 struct Demo {
     settings: Settings,
-    tokens: Mutex<tokens::Tokens>,
+    tokens: Mutex<tokens::IssuedTokens>,
     journal: Mutex<journal::Journal>,
 }
 
@@ -141,7 +141,7 @@ type Shared = Arc<Demo>;
 
 fn router(settings: Settings) -> Router {
     let demo = Demo {
-        tokens: Mutex::new(tokens::Tokens::new(tokens::CAPACITY)),
+        tokens: Mutex::new(tokens::IssuedTokens::new(tokens::CAPACITY)),
         journal: Mutex::new(journal::Journal::new(settings.max_calls)),
         settings,
     };

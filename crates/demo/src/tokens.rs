@@ -18,7 +18,7 @@ pub const CAPACITY: usize = 10_000;
 type Fingerprint = [u8; 32];
 
 /// Issues opaque bearer tokens and answers whether one is still valid.
-pub struct Tokens {
+pub struct IssuedTokens {
     seed: Fingerprint,
     counter: u64,
     /// Expiry per token digest; `None` when the ttl is too long for `Instant` to represent.
@@ -26,7 +26,7 @@ pub struct Tokens {
     capacity: usize,
 }
 
-impl Tokens {
+impl IssuedTokens {
     /// An empty store remembering at most `capacity` tokens.
     pub fn new(capacity: usize) -> Self {
         Self {
@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn issued_token_is_valid_until_its_expiry() {
-        let mut tokens = Tokens::new(CAPACITY);
+        let mut tokens = IssuedTokens::new(CAPACITY);
         let now = Instant::now();
         let token = tokens.issue(TTL, now);
         assert!(tokens.is_valid(&token, now));
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn unknown_tokens_are_invalid_and_tokens_are_distinct() {
-        let mut tokens = Tokens::new(CAPACITY);
+        let mut tokens = IssuedTokens::new(CAPACITY);
         let now = Instant::now();
         let first = tokens.issue(TTL, now);
         let second = tokens.issue(TTL, now);
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn store_is_bounded_and_drops_expired_then_soonest_to_expire() {
-        let mut tokens = Tokens::new(2);
+        let mut tokens = IssuedTokens::new(2);
         let now = Instant::now();
         let short = tokens.issue(Duration::from_secs(1), now);
         let long = tokens.issue(TTL, now);
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn huge_ttl_never_expires() {
-        let mut tokens = Tokens::new(CAPACITY);
+        let mut tokens = IssuedTokens::new(CAPACITY);
         let now = Instant::now();
         let token = tokens.issue(Duration::MAX, now);
         assert!(tokens.is_valid(&token, now + Duration::from_secs(1_000_000)));

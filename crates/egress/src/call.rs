@@ -16,7 +16,7 @@ use crate::{
     connection::{Auth, Connection},
     request::Outbound,
     retry,
-    token::Tokens,
+    token::TokenClient,
 };
 
 /// A partner's answer.
@@ -45,8 +45,8 @@ impl Answer {
 }
 
 /// What a call needs besides its connection.
-pub(crate) struct Services<'a> {
-    pub tokens: &'a Tokens,
+pub(crate) struct CallContext<'a> {
+    pub tokens: &'a TokenClient,
     pub audit: Option<&'a Audit>,
 }
 
@@ -54,7 +54,7 @@ pub(crate) struct Services<'a> {
 /// retry policy (1 for a connection test).
 pub(crate) async fn perform(
     connection: &Connection,
-    services: &Services<'_>,
+    services: &CallContext<'_>,
     call: CallRequest,
     max_attempts: Option<u32>,
 ) -> Result<CallResponse, Error> {
@@ -102,7 +102,7 @@ pub(crate) async fn perform(
 /// The attempts of one checked call, which share everything but their number and token.
 struct Attempts<'a> {
     connection: &'a Connection,
-    tokens: &'a Tokens,
+    tokens: &'a TokenClient,
     outbound: &'a Outbound,
     audited: Option<&'a Audited<'a>>,
 }
@@ -122,7 +122,7 @@ impl Attempts<'_> {
         let mut last: Option<Result<Answer, Error>> = None;
         let mut attempt = 0;
         loop {
-            if let Err(retry_after) = connection.manners.breaker.admit() {
+            if let Err(retry_after) = connection.limits.breaker.admit() {
                 return match last {
                     Some(outcome) => outcome.map(|answer| answer.into_response(attempt)),
                     None => Err(Error::CircuitOpen {
@@ -163,7 +163,7 @@ impl Attempts<'_> {
     /// Sends attempt number `attempt` within the connection's limits (the permit is held for
     /// the request alone), then audits it and tells the breaker.
     async fn attempt(&self, attempt: u32, token: Option<&SecretString>) -> Result<Answer, Error> {
-        let permit = self.connection.manners.wait_turn().await;
+        let permit = self.connection.limits.wait_turn().await;
         let (started, at) = (Instant::now(), SystemTime::now());
         let outcome = send(self.connection, self.outbound, token).await;
         drop(permit);
@@ -235,7 +235,7 @@ fn tell_breaker(connection: &Connection, outcome: &Result<Answer, Error>) {
         Err(_) => None,
     };
     if let Some(healthy) = healthy
-        && connection.manners.breaker.record(healthy)
+        && connection.limits.breaker.record(healthy)
     {
         tracing::warn!(connection = connection.name, "circuit breaker opened");
     }

@@ -1,6 +1,6 @@
 //! Connection profiles, built once at start: where a partner is, the HTTP client that reaches
 //! it (`client`), the credentials put on each request, the SSRF guard, and its retry policy,
-//! limits and breaker (`manners`).
+//! limits and breaker (`limits`).
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -15,7 +15,7 @@ use url::Url;
 
 use hookyard_outbound::{Guard, client};
 
-use crate::{Error, manners::Manners};
+use crate::{Error, limits::Limits};
 
 /// How a connection authenticates, ready to apply.
 pub(crate) enum Auth {
@@ -37,7 +37,7 @@ pub(crate) struct Connection {
     pub auth: Auth,
     pub guard: Arc<Guard>,
     pub retry: Retry,
-    pub manners: Manners,
+    pub limits: Limits,
     pub max_response_bytes: usize,
 }
 
@@ -96,7 +96,7 @@ impl Connections {
                 auth: auth(name, &config.auth)?,
                 guard,
                 retry: config.retry.clone(),
-                manners: Manners::new(config),
+                limits: Limits::new(config),
                 max_response_bytes: usize::try_from(config.max_response_bytes)
                     .unwrap_or(usize::MAX)
                     .min(crate::MAX_RESPONSE_BODY_BYTES),

@@ -14,7 +14,7 @@
 //! - turning a `CallRequest` into a checked outbound request: method, path that cannot leave the
 //!   connection's host, caller headers that cannot override auth (`request`);
 //! - making the call (`call`): attempts within the connection's rate and concurrency limits and
-//!   circuit breaker (`manners`), retries of repeatable requests with backoff and
+//!   circuit breaker (`limits`), retries of repeatable requests with backoff and
 //!   `Retry-After` (`retry`), the one retry after a 401 on an OAuth 2.0 connection with a fresh
 //!   token from the token service (`token`), the capped response;
 //! - the audit record of every attempt on JetStream, best effort (`audit`);
@@ -69,7 +69,7 @@ mod audit;
 mod call;
 mod connection;
 mod error;
-mod manners;
+mod limits;
 mod metrics;
 mod request;
 mod retry;
@@ -124,7 +124,7 @@ pub async fn run(
         audit,
     } = settings;
     let connections = connection::Connections::new(&integration)?;
-    let tokens = token::Tokens::new(token_endpoint.as_deref(), &connections)?;
+    let tokens = token::TokenClient::new(token_endpoint.as_deref(), &connections)?;
     let count = connections.len();
     let connections = Arc::new(connection::Live::new(connections));
     if let Some(reload) = reload {

@@ -8,7 +8,7 @@ use hookyard_proto::egress::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{audit::Audit, call, connection::Live, metrics::Metrics, token::Tokens};
+use crate::{audit::Audit, call, connection::Live, metrics::Metrics, token::TokenClient};
 
 /// Largest body excerpt a connection test returns.
 const EXCERPT_BYTES: usize = 2048;
@@ -16,7 +16,7 @@ const EXCERPT_BYTES: usize = 2048;
 /// Makes partner calls on the configured connections.
 pub(crate) struct EgressApi {
     connections: Arc<Live>,
-    tokens: Tokens,
+    tokens: TokenClient,
     audit: Option<Audit>,
     metrics: Arc<Metrics>,
 }
@@ -24,7 +24,7 @@ pub(crate) struct EgressApi {
 impl EgressApi {
     pub(crate) fn new(
         connections: Arc<Live>,
-        tokens: Tokens,
+        tokens: TokenClient,
         audit: Option<Audit>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -36,8 +36,8 @@ impl EgressApi {
         }
     }
 
-    fn services(&self) -> call::Services<'_> {
-        call::Services {
+    fn services(&self) -> call::CallContext<'_> {
+        call::CallContext {
             tokens: &self.tokens,
             audit: self.audit.as_ref(),
         }

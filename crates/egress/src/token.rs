@@ -17,11 +17,11 @@ use crate::{Error, connection::Connections};
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client of the token service; it connects on first use and reconnects by itself.
-pub(crate) struct Tokens {
+pub(crate) struct TokenClient {
     client: Option<TokenServiceClient<Channel>>,
 }
 
-impl Tokens {
+impl TokenClient {
     /// A client for `endpoint`; without one, start fails when a connection needs tokens.
     pub(crate) fn new(endpoint: Option<&str>, connections: &Connections) -> Result<Self, Error> {
         let Some(endpoint) = endpoint else {

@@ -144,16 +144,15 @@ async fn settle(
         .map(|e| e.id.as_str())
         .unwrap_or_default()
         .to_owned();
+    ctx.metrics.delivery(&ctx.name, verdict.label());
     match verdict {
         Verdict::Ack => {
             end_delivery(ctx, msg, returned).await;
-            ctx.metrics.delivery(&ctx.name, "handled");
             // One line per handled event: operators (and the compose test) count deliveries per replica.
             info!(handler = %ctx.name, event_id, attempt = delivered, "event handled");
             ack(ctx, msg).await;
         }
         Verdict::Retry(delay) => {
-            ctx.metrics.delivery(&ctx.name, "retry");
             warn!(
                 handler = %ctx.name,
                 event_id,
@@ -166,7 +165,6 @@ async fn settle(
             nak(msg, Some(delay)).await;
         }
         Verdict::Wait { delay, reason } => {
-            ctx.metrics.delivery(&ctx.name, "wait");
             info!(
                 handler = %ctx.name,
                 event_id,
@@ -179,7 +177,6 @@ async fn settle(
             crate::returns::hand_back(ctx, msg, Some(delay)).await;
         }
         Verdict::DeadLetter(reason) => {
-            ctx.metrics.delivery(&ctx.name, "dead_letter");
             warn!(
                 handler = %ctx.name,
                 event_id,

@@ -65,6 +65,18 @@ pub enum Verdict {
     },
 }
 
+impl Verdict {
+    /// The outcome as the `outcome` label of `hookyard_worker_deliveries_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Ack => "handled",
+            Self::Retry(_) => "retry",
+            Self::Wait { .. } => "wait",
+            Self::DeadLetter(_) => "dead_letter",
+        }
+    }
+}
+
 /// Machine-readable dead-letter reason, as stored in `DeadLetter.reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {

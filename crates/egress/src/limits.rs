@@ -19,13 +19,13 @@ use tokio::{
 };
 
 /// The limits and breaker of one connection.
-pub(crate) struct Manners {
+pub(crate) struct Limits {
     rate: Option<governor::DefaultDirectRateLimiter>,
     slots: Option<Arc<Semaphore>>,
     pub breaker: Breaker,
 }
 
-impl Manners {
+impl Limits {
     pub(crate) fn new(config: &Config) -> Self {
         let rate = config.rate_limit.as_ref().and_then(|limit| {
             let quota = Quota::per_second(NonZeroU32::new(limit.per_second)?)
