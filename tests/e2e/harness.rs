@@ -439,6 +439,18 @@ scopes = ["orders.write"]
     )
 }
 
+/// Makes the first `times` requests to `path` on `partner` fail with 503 (before any mock
+/// mounted for it answers), as a partner that recovers after a blip.
+pub async fn fail_first(partner: &wiremock::MockServer, path: &str, times: u64) {
+    use wiremock::{Mock, ResponseTemplate, matchers};
+    Mock::given(matchers::path(path))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(times)
+        .with_priority(1)
+        .mount(partner)
+        .await;
+}
+
 /// A wiremock authorization server issuing `token` for `expires_in` seconds.
 pub async fn auth_server(token: &str, expires_in: u64) -> wiremock::MockServer {
     use wiremock::{Mock, ResponseTemplate, matchers};

@@ -21,13 +21,7 @@ async fn a_retry_resumes_at_the_failed_step_without_repeating_the_ones_before() 
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "erp-7"})))
         .mount(&partner)
         .await;
-    Mock::given(matchers::method("PUT"))
-        .and(matchers::path("/v1/orders/erp-7/lines"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&partner)
-        .await;
+    fail_first(&partner, "/v1/orders/erp-7/lines", 2).await;
     Mock::given(matchers::method("PUT"))
         .and(matchers::path("/v1/orders/erp-7/lines"))
         .respond_with(ResponseTemplate::new(200))
@@ -108,12 +102,7 @@ async fn a_published_event_starts_its_handler_once_even_when_the_publisher_is_re
 -> anyhow::Result<()> {
     let auth = auth_server("tok", 3600).await;
     let partner = MockServer::start().await;
-    Mock::given(matchers::path("/v1/a-done"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&partner)
-        .await;
+    fail_first(&partner, "/v1/a-done", 1).await;
     Mock::given(matchers::method("POST"))
         .respond_with(ResponseTemplate::new(201))
         .with_priority(2)

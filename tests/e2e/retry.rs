@@ -26,12 +26,7 @@ path = "/v1/orders"
 async fn two_503s_then_201_is_delivered_with_one_idempotency_key() -> anyhow::Result<()> {
     let auth = auth_server("tok", 3600).await;
     let partner = MockServer::start().await;
-    Mock::given(matchers::path("/v1/orders"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&partner)
-        .await;
+    fail_first(&partner, "/v1/orders", 2).await;
     Mock::given(matchers::path("/v1/orders"))
         .respond_with(ResponseTemplate::new(201))
         .with_priority(2)
