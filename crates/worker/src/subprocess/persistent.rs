@@ -1,6 +1,7 @@
 //! Persistent mode: long-lived copies of the program speaking JSON lines.
 
 use std::{
+    collections::VecDeque,
     io,
     process::ExitStatus,
     sync::{Mutex, PoisonError},
@@ -35,8 +36,10 @@ pub struct Pool {
     processes: usize,
     /// One permit per slot: a call holds one while it uses a copy.
     permits: Semaphore,
-    /// The slots not in use; `None` is a slot whose copy is not (or no longer) running.
-    idle: Mutex<Vec<Option<Copy>>>,
+    /// The slots not in use, in the order they were returned: calls take the oldest, so every
+    /// copy serves in turn and one that died is noticed and replaced within `processes` calls.
+    /// `None` is a slot whose copy is not (or no longer) running.
+    idle: Mutex<VecDeque<Option<Copy>>>,
     /// Cancelled by [`Pool::shutdown`]: calls in flight stop, new ones are refused.
     stopping: CancellationToken,
 }
@@ -131,7 +134,7 @@ impl Pool {
 /// A slot taken from the idle list for one call; dropping it puts the slot back, with its copy
 /// only if `keep` was set (else the copy is dropped, which kills its group).
 struct Lease<'a> {
-    idle: &'a Mutex<Vec<Option<Copy>>>,
+    idle: &'a Mutex<VecDeque<Option<Copy>>>,
     copy: Option<Copy>,
     keep: bool,
 }
@@ -139,11 +142,11 @@ struct Lease<'a> {
 impl<'a> Lease<'a> {
     /// Takes a slot. The caller holds a permit, so one is idle; an empty list (which would be a
     /// bug) yields an empty slot rather than a panic.
-    fn take(idle: &'a Mutex<Vec<Option<Copy>>>) -> Self {
+    fn take(idle: &'a Mutex<VecDeque<Option<Copy>>>) -> Self {
         let copy = idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pop()
+            .pop_front()
             .flatten();
         Self {
             idle,
@@ -172,7 +175,7 @@ impl Drop for Lease<'_> {
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(copy);
+            .push_back(copy);
     }
 }
 
