@@ -58,7 +58,7 @@ pub async fn listener() -> anyhow::Result<(tokio::net::TcpListener, String)> {
 impl Nats {
     /// Starts a fresh server with JetStream on file storage and `sync_interval: always`.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(free_port()?, NATS_CONF).await
+        Self::start_on_a_free_port(NATS_CONF).await
     }
 
     /// [`Nats::start`] on loopback port `port`, e.g. one a service was told to use before
@@ -70,7 +70,21 @@ impl Nats {
     /// A server with configuration file `conf` instead of the production one, e.g.
     /// [`Nats::production_conf`] with a smaller `max_file_store`.
     pub async fn start_with_conf(conf: &str) -> anyhow::Result<Self> {
-        Self::start_with(free_port()?, conf).await
+        Self::start_on_a_free_port(conf).await
+    }
+
+    /// Starts on a port free a moment ago; when something else took it before Docker bound it
+    /// (tests run in parallel), tries another.
+    async fn start_on_a_free_port(conf: &str) -> anyhow::Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_with(free_port()?, conf).await {
+                Err(e) if attempt < 5 && format!("{e:#}").contains("port is already allocated") => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The production configuration file (`deploy/nats/nats-server.conf`).
