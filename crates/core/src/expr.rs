@@ -286,9 +286,14 @@ impl<'a> Input<'a> {
 
     /// The global variables of a filter: `$event`, `$steps`.
     fn vars(&self) -> Vec<Val> {
+        // Outside a handler `$steps` is always `{}`: built once, not per evaluation (ingress
+        // and the router evaluate expressions on every event).
+        static NO_STEPS: OnceLock<Val> = OnceLock::new();
         let steps = match &self.steps {
             Some(steps) => to_val(steps),
-            None => to_val(&serde_json::Value::Object(serde_json::Map::new())),
+            None => NO_STEPS
+                .get_or_init(|| to_val(&serde_json::Value::Object(serde_json::Map::new())))
+                .clone(),
         };
         vec![to_val(&self.event), steps]
     }

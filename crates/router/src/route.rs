@@ -88,14 +88,21 @@ pub fn decide(integration: &Integration, event: &Envelope) -> Decision {
             };
         }
     };
-    let mut meta = event_meta(event);
-    if let Some(map) = meta.as_object_mut() {
-        map.insert("type".to_owned(), event_type.clone().into());
-    }
-    let input = Input::new(&event.headers, &event.body, meta);
+    // Built on the first route with a `when` that matches the type, so events of routes
+    // without one cost nothing more.
+    let input = std::cell::OnceCell::new();
+    let input = || {
+        input.get_or_init(|| {
+            let mut meta = event_meta(event);
+            if let Some(map) = meta.as_object_mut() {
+                map.insert("type".to_owned(), event_type.clone().into());
+            }
+            Input::new(&event.headers, &event.body, meta)
+        })
+    };
     // A filter that fails (a body that is not JSON, a run-time error) does not match: the event
     // goes to the routes that do, or is dead-lettered as unrouted with the reason.
-    let holds = |when: &hookyard_core::expr::Expr| when.eval_bool(&input).unwrap_or(false);
+    let holds = |when: &hookyard_core::expr::Expr| when.eval_bool(input()).unwrap_or(false);
     let handlers: Vec<String> = integration
         .handlers_when(&event.source, &event_type, &holds)
         .into_iter()

@@ -59,14 +59,15 @@ pub fn build(
         .map_err(expr("event_type"))?
         .filter(|t| !t.is_empty())
         .ok_or(PublishError::NoType)?;
-    let (body, content_type) = match &step.body {
+    let (body, computed) = match &step.body {
         Some(body) => (body.eval_body(&input).map_err(expr("body"))?, body.is_jq()),
         None => (event.body.clone(), false),
     };
     let base = crate::call::item_idempotency_key(event, item, 0);
     let dedup_key = format!("{base}:{step_key}");
     let mut headers = Vec::new();
-    if content_type {
+    // A jq body is JSON; the event's own body keeps its Content-Type.
+    if computed {
         headers.push(Header {
             name: "content-type".to_owned(),
             value: b"application/json".to_vec(),

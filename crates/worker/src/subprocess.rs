@@ -77,8 +77,9 @@ pub use oneshot::run_once;
 pub use persistent::Pool;
 
 /// What to run: argv (no shell), the working directory, the only environment variables the
-/// program sees, and its limits.
-#[derive(Debug, Clone)]
+/// program sees, and its limits. Its `Debug` shows the variables' names only: their values
+/// may be secrets.
+#[derive(Clone)]
 pub struct Program {
     /// argv; `command[0]` already resolved to a path by [`resolve`].
     pub command: Vec<String>,
@@ -92,6 +93,18 @@ pub struct Program {
     pub max_output_bytes: usize,
     /// Values replaced by `[redacted]` in stderr excerpts (empty values are ignored).
     pub secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("command", &self.command)
+            .field("cwd", &self.cwd)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .field("max_output_bytes", &self.max_output_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a subprocess step failed. [`RunError::retryable`] says whether the delivery is retried,

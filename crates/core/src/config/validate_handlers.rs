@@ -81,13 +81,7 @@ fn check_name(problems: &mut Vec<Problem>, skey: &str, step: &Step, earlier: &[S
     let Some(name) = step.given_name() else {
         return;
     };
-    let identifier = name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !identifier {
+    if name.len() > 64 || !identifier(name) {
         push(
             problems,
             format!("{skey}.name"),
@@ -100,6 +94,15 @@ fn check_name(problems: &mut Vec<Problem>, skey: &str, step: &Step, earlier: &[S
             format!("another step of this handler is named {name:?}"),
         );
     }
+}
+
+/// Letters, digits and `_`, not starting with a digit: a jq field name and a shell-safe
+/// environment variable name alike.
+fn identifier(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A `when` is a condition over the event, written in jq.
@@ -215,12 +218,7 @@ fn check_subprocess(problems: &mut Vec<Problem>, skey: &str, sub: &SubprocessSte
         );
     }
     for name in sub.env.keys() {
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !identifier(name) {
             push(
                 problems,
                 format!("{skey}.env.{name}"),
