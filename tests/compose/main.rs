@@ -27,6 +27,8 @@ use project::{Project, docker};
 use traffic::{Answer, Partner, Sender, Tally};
 
 const PATIENCE: Duration = Duration::from_secs(120);
+/// The stack's per-handler cap in the work queue, small so the stalled-handler phase reaches it.
+const WORK_MAX_PER_HANDLER: usize = 50;
 const TYPES: [&str; 3] = ["order.created", "order.cancelled", "shipment.updated"];
 
 fn root() -> PathBuf {
@@ -148,6 +150,7 @@ struct Run {
     config: tempfile::TempDir,
     sender: Arc<Sender>,
     partner: Partner,
+    admin_port: u16,
 }
 
 impl Run {
@@ -179,6 +182,10 @@ impl Run {
                 ("HOOKYARD_DEMO_PORT".into(), demo_port.to_string()),
                 ("HOOKYARD_CONSENT_PORT".into(), consent_port.to_string()),
                 ("HOOKYARD_ADMIN_PORT".into(), admin_port.to_string()),
+                (
+                    "HOOKYARD_WORK_MAX_PER_HANDLER".into(),
+                    WORK_MAX_PER_HANDLER.to_string(),
+                ),
             ],
         );
         let started = Instant::now();
@@ -194,15 +201,25 @@ impl Run {
             config,
             sender: Arc::new(Sender::new(ingress_port)),
             partner: Partner::new(demo_port),
+            admin_port,
         })
     }
 
     /// A row of the account once every expected delivery of `tally` arrived (or the patience
     /// ran out).
     async fn row(&self, phase: &'static str, tally: Tally) -> anyhow::Result<Row> {
+        self.row_within(phase, tally, PATIENCE).await
+    }
+
+    async fn row_within(
+        &self,
+        phase: &'static str,
+        tally: Tally,
+        patience: Duration,
+    ) -> anyhow::Result<Row> {
         let (delivered, duplicates) = self
             .partner
-            .wait_delivered(&tally.expected(), PATIENCE)
+            .wait_delivered(&tally.expected(), patience)
             .await?;
         Ok(Row {
             phase,
@@ -223,6 +240,7 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
     let (restarted, outage) = nats_restarted(&run).await?;
     rows.push(restarted);
     rows.push(new_handler(&mut run).await?);
+    rows.extend(handler_stalled(&run).await?);
     print_account(&rows, &outage);
     for row in &rows {
         ensure!(
@@ -556,6 +574,74 @@ async fn new_handler(run: &mut Run) -> anyhow::Result<Row> {
         "no existing container was restarted:\nbefore {everything_before:?}\nafter {after:?}"
     );
     Ok(row)
+}
+
+/// Phase 6: worker-shipments stopped while 1,000 orders and 200 shipments arrive. Shipments
+/// reaches its cap in the work queue and its items wait; every order is delivered meanwhile.
+/// Once worker-shipments is back, every shipment is delivered too.
+async fn handler_stalled(run: &Run) -> anyhow::Result<[Row; 2]> {
+    let project = &run.project;
+    project.cmd(&["stop", "-t", "10", "worker-shipments"])?;
+    let mix = ["order.created"; 5]
+        .into_iter()
+        .chain(["shipment.updated"])
+        .collect::<Vec<_>>();
+    let tally = send_batch(&run.sender, "stall", &mix, 1_200).await;
+    let (shipments, orders) = tally.split(|t| t == "shipment.updated");
+    ensure!(
+        orders.accepted.len() == 1_000 && shipments.accepted.len() == 200,
+        "1,000 orders and 200 shipments accepted: {:?}",
+        tally.other
+    );
+    let orders = run
+        .row_within("stalled: orders", orders, 3 * PATIENCE)
+        .await?;
+    // The operator sees why: the admin API's handler view and the router's log.
+    let status = handler_status(run, "shipments").await?;
+    // A uint64 is a string in protobuf's JSON mapping.
+    let waiting = status["waiting"]
+        .as_str()
+        .and_then(|w| w.parse::<u64>().ok())
+        .unwrap_or(0);
+    ensure!(
+        waiting > 0,
+        "shipments' items wait beyond its cap of {WORK_MAX_PER_HANDLER}: {status}"
+    );
+    let router_logs = project
+        .containers("router")?
+        .iter()
+        .map(|id| project.logs(id))
+        .collect::<anyhow::Result<String>>()?;
+    ensure!(
+        router_logs.contains("handler at its cap"),
+        "the router logged that shipments is at its cap"
+    );
+    eprintln!("worker-shipments stopped: {waiting} shipment items waiting, all orders delivered");
+    project.cmd(&["start", "worker-shipments"])?;
+    project.wait_healthy(PATIENCE).await?;
+    let shipments = run
+        .row_within("stalled: resumed", shipments, 3 * PATIENCE)
+        .await?;
+    Ok([orders, shipments])
+}
+
+/// One handler's status from the admin API (with the demo token).
+async fn handler_status(run: &Run, name: &str) -> anyhow::Result<serde_json::Value> {
+    let token = std::fs::read_to_string(root().join("examples/compose/admin-token"))?;
+    let url = format!("http://127.0.0.1:{}/v1/handlers", run.admin_port);
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(token.trim())
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    answer["handlers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|h| h["name"] == name))
+        .cloned()
+        .with_context(|| format!("no handler {name} in {answer}"))
 }
 
 /// The account: events sent and acknowledged; deliveries are (event, handler) pairs.

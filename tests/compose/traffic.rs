@@ -130,6 +130,19 @@ impl Tally {
     }
 
     /// `<event id>:<handler>` keys every accepted event must reach the partner with.
+    /// The accepted events whose type `pick` chooses, and the rest (each with no other
+    /// answers: those stay with the whole).
+    pub fn split(&self, pick: impl Fn(&str) -> bool) -> (Tally, Tally) {
+        let (picked, rest): (Vec<_>, Vec<_>) =
+            self.accepted.iter().cloned().partition(|(_, t)| pick(t));
+        let part = |accepted: Vec<(String, String)>| Tally {
+            sent: accepted.len(),
+            accepted,
+            ..Tally::default()
+        };
+        (part(picked), part(rest))
+    }
+
     pub fn expected(&self) -> HashSet<String> {
         self.accepted
             .iter()

@@ -160,6 +160,7 @@ impl Stack {
                 listener: admin_l,
                 token: secrecy::SecretString::from(ADMIN_TOKEN),
             }),
+            max_deliver: hookyard_router::ROUTER_MAX_DELIVER,
         };
         let sd = shutdown.clone();
         tasks.push(spawn(
@@ -299,19 +300,8 @@ impl Stack {
     /// The value of one series in `GET {base}/metrics` (0 when absent), e.g.
     /// `hookyard_worker_deliveries_total{handler="orders",outcome="handled"}`.
     pub async fn metric(&self, base: &str, series: &str) -> anyhow::Result<u64> {
-        let text = self
-            .http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
-        Ok(text
-            .lines()
-            .find_map(|l| l.strip_prefix(series))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0))
+        // Counters and gauges of ours are whole numbers.
+        Ok(hookyard_testkit::metric(base, series).await? as u64)
     }
 
     pub fn http(&self) -> &reqwest::Client {

@@ -251,6 +251,7 @@ async fn run_dev(dev: Dev, integration: Arc<Integration>) -> anyhow::Result<()> 
             interval: hookyard_router::Reload::DEFAULT_INTERVAL,
         }),
         admin: None,
+        max_deliver: hookyard_router::ROUTER_MAX_DELIVER,
     };
     let l = bind(dev.router_listen).await?;
     services.spawn("router", |sd| hookyard_router::run(router, l, sd));

@@ -38,14 +38,5 @@ pub async fn publish(
         headers.insert(HEADER_HANDLER, letter.handler.as_str());
     }
     headers.insert(HEADER_REASON, letter.reason.as_str());
-    let failed = |source| PublishFailed {
-        subject: subject.clone(),
-        source,
-    };
-    js.publish_with_headers(subject.clone(), headers, letter.encode_to_vec().into())
-        .await
-        .map_err(failed)?
-        .await
-        .map_err(failed)?;
-    Ok(())
+    crate::work::publish(js, subject, headers, letter.encode_to_vec().into()).await
 }

@@ -41,5 +41,6 @@ pub mod settings;
 pub mod shutdown;
 pub mod streams;
 pub mod telemetry;
+pub mod work;
 
 pub use config::Integration;

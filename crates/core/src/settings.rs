@@ -3,7 +3,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::telemetry::LogFormat;
+use crate::{
+    streams::{DEFAULT_WORK_MAX_PER_HANDLER, Topology},
+    telemetry::LogFormat,
+};
 
 /// Settings every service takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +34,20 @@ pub struct Common {
     /// How long in-flight work may take to finish after SIGTERM.
     #[arg(long, env = "HOOKYARD_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Work items one handler may have queued in `HOOKYARD_WORK`; the router parks the rest in
+    /// `HOOKYARD_WAIT` until its workers make room. Every service must be given the same value
+    /// (each one that creates the work queue applies it).
+    #[arg(long, env = "HOOKYARD_WORK_MAX_PER_HANDLER", default_value_t = DEFAULT_WORK_MAX_PER_HANDLER, value_parser = clap::value_parser!(i64).range(1..))]
+    pub work_max_per_handler: i64,
+}
+
+impl Common {
+    /// The stream names of the namespace, with the limits these settings choose.
+    pub fn topology(&self) -> Topology {
+        let mut topology = Topology::new(&self.namespace);
+        topology.limits.work_max_per_handler = self.work_max_per_handler;
+        topology
+    }
 }
 
 /// Connects to NATS. The client keeps reconnecting forever in the background, so a service

@@ -42,6 +42,7 @@ use async_nats::jetstream::{
 const IN: &str = "HOOKYARD_IN";
 const DEDUP: &str = "HOOKYARD_DEDUP";
 const WORK: &str = "HOOKYARD_WORK";
+const WAIT: &str = "HOOKYARD_WAIT";
 const DLQ: &str = "HOOKYARD_DLQ";
 const AUDIT: &str = "HOOKYARD_AUDIT";
 const TOKENS: &str = "HOOKYARD_TOKENS";
@@ -69,6 +70,12 @@ pub struct StreamLimits {
     pub dedup_max_bytes: i64,
     /// Size cap of the work queue.
     pub work_max_bytes: i64,
+    /// Work items one handler may have in `HOOKYARD_WORK` (a per-subject cap, `discard: new`
+    /// per subject), so a handler whose workers are absent or slow cannot fill the queue the
+    /// others share; the router parks what does not fit in `HOOKYARD_WAIT`.
+    pub work_max_per_handler: i64,
+    /// Size cap of `HOOKYARD_WAIT`, the work items of handlers at their cap.
+    pub wait_max_bytes: i64,
     /// How long dead letters are kept.
     pub dlq_max_age: Duration,
     /// Size cap of the dead-letter stream.
@@ -92,10 +99,14 @@ pub struct StreamLimits {
     pub steps_max_bytes: i64,
 }
 
+/// Default of [`StreamLimits::work_max_per_handler`]: at a few KiB per item, a fraction of the
+/// work queue's bytes, so several stalled handlers still leave room for the rest.
+pub const DEFAULT_WORK_MAX_PER_HANDLER: i64 = 100_000;
+
 /// JetStream reserves each stream's `max_bytes` against the server's `max_file_store` (8 GB in
 /// `deploy/nats/nats-server.conf`) when the stream is created, so the defaults together stay
-/// well under it: 2 GiB + 1 GiB + 1 GiB + 256 MiB + 256 MiB + 64 MiB + 36 MiB (the KV buckets
-/// are streams too), + 256 MiB for egress's `HOOKYARD_AUDIT`.
+/// under it: 2 GiB + 1 GiB (work) + 1 GiB (wait) + 1 GiB + 256 MiB + 256 MiB + 64 MiB + 36 MiB
+/// (the KV buckets are streams too), + 256 MiB for egress's `HOOKYARD_AUDIT`.
 impl Default for StreamLimits {
     fn default() -> Self {
         const GIB: i64 = 1024 * 1024 * 1024;
@@ -107,6 +118,8 @@ impl Default for StreamLimits {
             // An entry is ~150 bytes on disk: room for well over a million ids a week.
             dedup_max_bytes: 256 * 1024 * 1024,
             work_max_bytes: GIB,
+            work_max_per_handler: DEFAULT_WORK_MAX_PER_HANDLER,
+            wait_max_bytes: GIB,
             dlq_max_age: Duration::from_secs(30 * 24 * 3600),
             dlq_max_bytes: GIB,
             audit_max_age: Duration::from_secs(30 * 24 * 3600),
@@ -219,6 +232,18 @@ impl Topology {
     /// Subject of the work for `handler`.
     pub fn work_subject(&self, handler: &str) -> String {
         self.subject(&format!("work.{handler}"))
+    }
+    /// Stream of the work items of handlers at their cap in the work queue.
+    pub fn wait_stream(&self) -> String {
+        self.stream(WAIT)
+    }
+    /// Subject of `handler`'s work items waiting for room in the work queue.
+    pub fn wait_subject(&self, handler: &str) -> String {
+        self.subject(&format!("wait.{handler}"))
+    }
+    /// Durable consumer the routers share to move `handler`'s waiting items to the work queue.
+    pub fn wait_consumer(&self, handler: &str) -> String {
+        format!("wait-{handler}")
     }
     /// Dead-letter subject of `handler`.
     pub fn dlq_subject(&self, handler: &str) -> String {
@@ -351,8 +376,30 @@ impl Topology {
             // A full work queue must push back on the router (which then retries), not drop work.
             discard: DiscardPolicy::New,
             max_bytes: self.limits.work_max_bytes,
+            // One handler's backlog stops at its cap; the router parks the rest in the wait
+            // stream instead of holding the events every handler's routing waits behind.
+            max_messages_per_subject: self.limits.work_max_per_handler,
+            discard_new_per_subject: true,
             duplicate_window: self.limits.duplicate_window,
             description: Some("hookyard: one message per (event, handler)".to_owned()),
+            ..Default::default()
+        }
+    }
+
+    /// Settings of `HOOKYARD_WAIT`: work-queue retention, file storage, `discard: new`; one
+    /// subject per handler, each read by that handler's mover in the router.
+    pub fn wait_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.wait_stream(),
+            subjects: vec![self.subject("wait.>")],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            discard: DiscardPolicy::New,
+            max_bytes: self.limits.wait_max_bytes,
+            duplicate_window: self.limits.duplicate_window,
+            description: Some(
+                "hookyard: work items of handlers at their cap, until there is room".to_owned(),
+            ),
             ..Default::default()
         }
     }
@@ -588,6 +635,11 @@ impl Topology {
         ensure(js, self.work_config()).await?;
         ensure(js, self.dlq_config()).await
     }
+
+    /// Creates or updates `HOOKYARD_WAIT`.
+    pub async fn ensure_wait(&self, js: &jetstream::Context) -> Result<(), StreamSetupError> {
+        ensure(js, self.wait_config()).await
+    }
 }
 
 /// `text` as one subject token: itself when it is a non-empty run of letters, digits, `-` and
@@ -760,6 +812,21 @@ mod tests {
     }
 
     #[test]
+    fn work_queue_caps_each_handler_and_its_overflow_waits_per_handler() {
+        let t = Topology::new("t1");
+        let work = t.work_config();
+        assert_eq!(work.max_messages_per_subject, DEFAULT_WORK_MAX_PER_HANDLER);
+        assert!(work.discard_new_per_subject);
+        assert_eq!(work.discard, DiscardPolicy::New);
+        let wait = t.wait_config();
+        assert_eq!(wait.name, "T1_HOOKYARD_WAIT");
+        assert_eq!(wait.retention, RetentionPolicy::WorkQueue);
+        assert_eq!(wait.discard, DiscardPolicy::New);
+        assert_eq!(t.wait_subject("orders"), "t1.hookyard.wait.orders");
+        assert_eq!(t.wait_consumer("orders"), "wait-orders");
+    }
+
+    #[test]
     fn in_stream_refuses_new_writes_when_full() {
         let c = Topology::default().in_config();
         assert_eq!(c.discard, DiscardPolicy::New);
@@ -795,6 +862,8 @@ mod reservation {
                 + l.poll_cursors_max_bytes
                 + l.poll_leases_max_bytes
                 + l.returns_max_bytes
+                + l.steps_max_bytes
+                + l.wait_max_bytes
                 <= gb * 1_000_000_000
         );
     }

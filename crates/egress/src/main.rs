@@ -96,7 +96,7 @@ async fn audit(
     let nats = hookyard_core::settings::connect_nats(&cli.common.nats_url, "hookyard-egress")
         .await
         .context("failed to connect to nats")?;
-    let topology = hookyard_core::streams::Topology::new(&cli.common.namespace);
+    let topology = cli.common.topology();
     Ok(hookyard_egress::Audit::start(
         nats,
         &topology,

@@ -4,9 +4,7 @@ use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
-use hookyard_core::{
-    Integration, config::SecretScope, service, settings::Common, streams::Topology,
-};
+use hookyard_core::{Integration, config::SecretScope, service, settings::Common};
 
 #[derive(Debug, Parser)]
 #[command(name = "hookyard-ingress", version, about = "hookyard webhook ingress")]
@@ -98,8 +96,7 @@ async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("failed to listen on {}", cli.listen))?;
-    let mut settings =
-        hookyard_ingress::Settings::new(integration, nats, Topology::new(&cli.common.namespace));
+    let mut settings = hookyard_ingress::Settings::new(integration, nats, cli.common.topology());
     settings.publish_timeout = cli.publish_timeout;
     settings.batch = hookyard_ingress::publish::BatchSettings {
         max_messages: usize::from(cli.batch_max),

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use crate::{
     Error, ROUTER_CONCURRENCY,
     metrics::Metrics,
-    publish::{self, REASON_BAD_EVENT, REASON_UNROUTED, Unroutable},
+    publish::{self, REASON_BAD_EVENT, REASON_GAVE_UP, REASON_UNROUTED, Unroutable},
     report, retry_delay,
     route::{self, Decision},
     table::Table,
@@ -30,6 +30,8 @@ pub(crate) struct Context {
     pub metrics: Arc<Metrics>,
     pub js: jetstream::Context,
     pub topology: Topology,
+    /// Deliveries of one inbound message after which the router dead-letters it.
+    pub max_deliver: u32,
 }
 
 /// Pulls and routes until `stop` is cancelled, then returns unstarted messages and waits for
@@ -62,7 +64,24 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
         .source_of_in_subject(msg.subject.as_str())
         .unwrap_or_default()
         .to_owned();
-    match route_one(ctx, &msg, delivered, sequence).await {
+    let attempts = u32::try_from(delivered).unwrap_or(u32::MAX);
+    // Past the bound, whatever happened to the earlier deliveries (a failure each time, or a
+    // router that died on this message before it could answer) is not tried again.
+    let routed = if attempts > ctx.max_deliver {
+        let why = format!(
+            "delivered {attempts} times without being routed: the router failed or stopped on it each time"
+        );
+        give_up(ctx, &msg, why, attempts, sequence).await
+    } else {
+        match route_one(ctx, &msg, attempts, sequence).await {
+            Err(error) if attempts >= ctx.max_deliver => {
+                let why = format!("routing failed {attempts} times, last: {}", report(&error));
+                give_up(ctx, &msg, why, attempts, sequence).await
+            }
+            routed => routed,
+        }
+    };
+    match routed {
         Ok(outcome) => {
             ctx.metrics.event(&source, outcome);
             if let Err(error) = msg.double_ack().await {
@@ -85,24 +104,48 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
     }
 }
 
+/// Dead-letters an event the router could not route within `max_deliver` deliveries, with
+/// why, so it stops taking a share of the router's attempts; `hookyard dlq replay --handler
+/// unrouted` routes it again once the cause is fixed.
+async fn give_up(
+    ctx: &Context,
+    msg: &jetstream::Message,
+    why: String,
+    attempts: u32,
+    sequence: u64,
+) -> Result<&'static str, Error> {
+    let event = Envelope::decode(msg.payload.as_ref()).ok();
+    warn!(sequence, attempts, error = %why, "router gave up on an event, dead-lettered");
+    dead_letter(ctx, msg, event, REASON_GAVE_UP, why, attempts, sequence)
+        .await
+        .map(|()| "gave_up")
+}
+
 async fn route_one(
     ctx: &Context,
     msg: &jetstream::Message,
-    delivered: i64,
+    attempts: u32,
     sequence: u64,
 ) -> Result<&'static str, Error> {
-    let attempts = u32::try_from(delivered).unwrap_or(u32::MAX);
     let event = match Envelope::decode(msg.payload.as_ref()) {
         Ok(event) if !event.id.is_empty() => event,
         Ok(event) => {
             let error = "the envelope has no event id".to_owned();
-            return bad_event(ctx, msg, Some(event), error, attempts, sequence)
-                .await
-                .map(|()| "bad_event");
+            return dead_letter(
+                ctx,
+                msg,
+                Some(event),
+                REASON_BAD_EVENT,
+                error,
+                attempts,
+                sequence,
+            )
+            .await
+            .map(|()| "bad_event");
         }
         Err(e) => {
             let error = format!("the payload is not an event envelope: {e}");
-            return bad_event(ctx, msg, None, error, attempts, sequence)
+            return dead_letter(ctx, msg, None, REASON_BAD_EVENT, error, attempts, sequence)
                 .await
                 .map(|()| "bad_event");
         }
@@ -114,10 +157,11 @@ async fn route_one(
             event_type,
             handlers,
         } => {
-            publish::work_items(&ctx.js, &ctx.topology, &event, &event_type, &handlers).await?;
+            let stored =
+                publish::work_items(&ctx.js, &ctx.topology, &event, &event_type, &handlers).await?;
             debug!(event_id = %event.id, source = %event.source, event_type, handlers = handlers.len(), "event routed");
-            for handler in &handlers {
-                ctx.metrics.work(handler);
+            for (handler, stored) in handlers.iter().zip(stored) {
+                ctx.metrics.work(handler, stored);
             }
             Ok("routed")
         }
@@ -131,19 +175,20 @@ async fn route_one(
                 error: report(&why),
                 attempts,
             };
-            publish::unroutable(&ctx.js, &ctx.topology, dead)
+            publish::unroutable(&ctx.js, &ctx.topology, dead, sequence)
                 .await
                 .map(|()| "unrouted")
         }
     }
 }
 
-/// Dead-letters a payload that is not a usable envelope, keeping its raw bytes as the body so
-/// nothing is lost.
-async fn bad_event(
+/// Dead-letters an event on the unrouted subject with `reason`; a payload that is not a usable
+/// envelope keeps its raw bytes as the body so nothing is lost.
+async fn dead_letter(
     ctx: &Context,
     msg: &jetstream::Message,
     decoded: Option<Envelope>,
+    reason: &'static str,
     error: String,
     attempts: u32,
     sequence: u64,
@@ -170,14 +215,16 @@ async fn bad_event(
     } else {
         event.id.clone()
     };
-    warn!(sequence, source = %event.source, "undecodable event dead-lettered");
+    if reason == REASON_BAD_EVENT {
+        warn!(sequence, source = %event.source, "undecodable event dead-lettered");
+    }
     let dead = Unroutable {
         event,
         event_type: String::new(),
-        reason: REASON_BAD_EVENT,
+        reason,
         error,
         attempts,
         dedup_key,
     };
-    publish::unroutable(&ctx.js, &ctx.topology, dead).await
+    publish::unroutable(&ctx.js, &ctx.topology, dead, sequence).await
 }

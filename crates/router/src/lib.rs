@@ -9,6 +9,8 @@
 //!   `Nats-Msg-Id`s and headers, and waiting for every publish acknowledgement;
 //! - `consume`: the durable pull consumer shared by all router replicas, bounded concurrency,
 //!   ack/NAK and the drain on shutdown;
+//! - `wait`: one mover per handler, bringing the items parked in `HOOKYARD_WAIT` back to the
+//!   work queue (see [One handler cannot stall the others](#one-handler-cannot-stall-the-others));
 //! - `table` and `reload`: the route table in use, and replacing it when the integration file
 //!   changes (see [Reloading the integration file](#reloading-the-integration-file));
 //! - `metrics`: events by outcome and work items by handler, served at `GET /metrics` on the
@@ -28,18 +30,36 @@
 //! so it is retried; a retry republishes everything, and the `Nats-Msg-Id`s
 //! (`<event id>:<handler>`, `<event id>:unrouted`) make JetStream store each copy once.
 //!
-//! # Why the router consumer has no `max_deliver`
+//! # Why the router consumer has no `max_deliver`, and the router's own bound
 //!
 //! The router consumer is created with unlimited deliveries (`max_deliver = -1`), retried with
-//! NAK-with-delay on a growing backoff ([`ROUTER_BACKOFF`]). Everything that depends on the
-//! event's content is decided without failing: an undecodable payload, an unknown source, a
-//! missing type or a type no route matches is dead-lettered and acknowledged. What is left are
-//! transient failures of the outbound publish (NATS down, a full or missing work stream), and
-//! for those a bounded `max_deliver` would make JetStream silently stop delivering the event —
-//! dropping it — which the first promise (nothing acknowledged is lost) forbids. The price is
-//! that an event whose work item can never be stored (a payload over the server's
-//! `max_payload`) is retried forever, visible as a redelivery count on the consumer; ingress
-//! limits body sizes well below it.
+//! NAK-with-delay on a growing backoff ([`ROUTER_BACKOFF`]): a bounded `max_deliver` would make
+//! JetStream silently stop delivering an event past it — dropping it, which the first promise
+//! (nothing acknowledged is lost) forbids. Everything that depends on the event's content is
+//! decided without failing: an undecodable payload, an unknown source, a missing type or a type
+//! no route matches is dead-lettered and acknowledged. What is left are failures of the
+//! outbound publish (NATS down, a full or missing work stream, a work item over the server's
+//! `max_payload`) and a router that dies on a message before it can answer. So the router bounds
+//! deliveries itself ([`Settings::max_deliver`], `HOOKYARD_ROUTER_MAX_DELIVER`, default
+//! [`ROUTER_MAX_DELIVER`]): the attempt of the last delivery that fails, or any delivery past the
+//! bound (whose earlier deliveries never answered), dead-letters the event on
+//! `hookyard.dlq.unrouted` with the reason `router_gave_up` and the last error, instead of
+//! routing it again. A message that keeps failing therefore takes a bounded share of the
+//! router's attempts and then leaves, and the others go on meanwhile (each message is routed
+//! on its own, [`ROUTER_CONCURRENCY`] at once). A dead letter too large for the server keeps
+//! the envelope without its body and names the event's sequence in `HOOKYARD_IN`, which keeps it.
+//! While NATS is down nothing is delivered, so an outage does not spend the bound.
+//!
+//! # One handler cannot stall the others
+//!
+//! Each handler may have [`StreamLimits::work_max_per_handler`](hookyard_core::streams::StreamLimits)
+//! items in the work queue (`HOOKYARD_WORK_MAX_PER_HANDLER`); JetStream refuses more on its
+//! subject. The router then parks the item in `HOOKYARD_WAIT` and acknowledges the event, so
+//! an absent or slow handler's backlog never fills the queue or the router consumer's
+//! acknowledgement window the others share. A mover per handler (`wait`) brings its parked
+//! items back as its workers make room, and reports them (`hookyard_router_waiting`, a log line
+//! when the handler reaches its cap and when it is below it again, `waiting` in the admin API's
+//! handlers).
 //!
 //! # Reloading the integration file
 //!
@@ -76,6 +96,7 @@ mod metrics;
 mod publish;
 pub mod route;
 mod table;
+mod wait;
 
 use std::{sync::Arc, time::Duration};
 
@@ -120,7 +141,14 @@ pub struct Settings {
     pub reload: Option<Reload>,
     /// The admin API's listener and token; `None` serves no admin API.
     pub admin: Option<admin::Settings>,
+    /// Deliveries of one inbound message after which it is dead-letterered with the reason
+    /// `router_gave_up` (see the crate docs).
+    pub max_deliver: u32,
 }
+
+/// Default of [`Settings::max_deliver`]: with [`ROUTER_BACKOFF`], about ten minutes of failing
+/// publishes before an event is set aside.
+pub const ROUTER_MAX_DELIVER: u32 = 25;
 
 /// Reloading the integration file while the router runs (see the crate docs).
 pub use hookyard_core::reload::Reload;
@@ -202,13 +230,22 @@ pub async fn run(
         };
         health::set_serving(&reporter, true).await;
         info!(consumer = %settings.topology.router_consumer(), "router started");
+        let movers = Arc::new(wait::Context {
+            js: js.clone(),
+            topology: settings.topology.clone(),
+            metrics: metrics.clone(),
+        });
         let ctx = Arc::new(consume::Context {
             table: table.clone(),
             metrics: metrics.clone(),
             js,
             topology: settings.topology.clone(),
+            max_deliver: settings.max_deliver.max(1),
         });
-        consume::run(consumer, ctx, &stop).await;
+        tokio::join!(
+            consume::run(consumer, ctx, &stop),
+            wait::run(movers, table.clone(), stop.clone())
+        );
         health::set_serving(&reporter, false).await;
         info!("router stopped");
     };
@@ -249,6 +286,7 @@ async fn try_setup(js: &jetstream::Context, topology: &Topology) -> Result<PullC
         .ensure_work_and_dlq(js)
         .await
         .map_err(Error::Streams)?;
+    topology.ensure_wait(js).await.map_err(Error::Streams)?;
     let name = topology.router_consumer();
     js.create_consumer_on_stream(consumer_config(topology), topology.in_stream())
         .await
@@ -265,7 +303,8 @@ pub fn consumer_config(topology: &Topology) -> jetstream::consumer::pull::Config
         description: Some("hookyard router: routes every accepted event".to_owned()),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: ROUTER_ACK_WAIT,
-        // Unlimited: see the crate docs; failures are transient and an event must not be dropped.
+        // Unlimited: the router bounds deliveries itself and dead-letters past the bound, where
+        // JetStream would silently stop delivering (see the crate docs).
         max_deliver: -1,
         deliver_policy: jetstream::consumer::DeliverPolicy::All,
         ..Default::default()

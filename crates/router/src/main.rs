@@ -10,7 +10,6 @@ use hookyard_core::{
     config::{Secret, SecretScope},
     service,
     settings::{Common, connect_nats},
-    streams::Topology,
 };
 use hookyard_router::Reload;
 use secrecy::SecretString;
@@ -48,6 +47,10 @@ struct Cli {
     /// it the admin API is not served.
     #[arg(long, env = "HOOKYARD_ROUTER_ADMIN_TOKEN")]
     admin_token: Option<String>,
+    /// Deliveries of one event after which the router stops trying to route it and
+    /// dead-letters it on `hookyard.dlq.unrouted` with the reason `router_gave_up`.
+    #[arg(long, env = "HOOKYARD_ROUTER_MAX_DELIVER", default_value_t = hookyard_router::ROUTER_MAX_DELIVER, value_parser = clap::value_parser!(u32).range(1..))]
+    max_deliver: u32,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -119,9 +122,10 @@ async fn serve(
     let settings = hookyard_router::Settings {
         integration,
         nats,
-        topology: Topology::new(&cli.common.namespace),
+        topology: cli.common.topology(),
         reload,
         admin,
+        max_deliver: cli.max_deliver,
     };
     let run = hookyard_router::run(settings, listener, shutdown.clone());
     service::run_with_grace(run, &shutdown, cli.common.shutdown_grace)

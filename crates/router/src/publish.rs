@@ -2,11 +2,15 @@
 //! Every message carries a `Nats-Msg-Id` derived from the event id, so a retried publish is
 //! stored once, and the functions here return only when JetStream acknowledged all of them.
 
-use async_nats::{HeaderMap, jetstream};
+use async_nats::{
+    HeaderMap,
+    jetstream::{self, context::PublishErrorKind},
+};
 use futures::future::join_all;
 use hookyard_core::{
     envelope::{self, HEADER_EVENT_ID, HEADER_HANDLER, NATS_MSG_ID},
     streams::Topology,
+    work::{self, Stored},
 };
 use hookyard_proto::event::v1::{DeadLetter, Envelope, WorkItem};
 use prost::Message as _;
@@ -17,18 +21,20 @@ use crate::Error;
 pub(crate) const REASON_UNROUTED: &str = "unrouted";
 /// Dead-letter reason of payloads that are not a valid envelope.
 pub(crate) const REASON_BAD_EVENT: &str = "bad_event";
+/// Dead-letter reason of events the router failed to route `max_deliver` times.
+pub(crate) const REASON_GAVE_UP: &str = "router_gave_up";
 
-/// Publishes a work item for each handler, all at once, and waits for every acknowledgement.
+/// Stores a work item for each handler, all at once, and waits for every acknowledgement;
+/// says for each handler whether its item went to the work queue or, the handler being at its
+/// cap, to the wait stream.
 pub(crate) async fn work_items(
     js: &jetstream::Context,
     topology: &Topology,
     event: &Envelope,
     event_type: &str,
     handlers: &[String],
-) -> Result<(), Error> {
-    let mut pending = Vec::with_capacity(handlers.len());
-    for handler in handlers {
-        let subject = topology.work_subject(handler);
+) -> Result<Vec<Stored>, Error> {
+    let stores = handlers.iter().map(|handler| {
         let item = WorkItem {
             event: Some(event.clone()),
             handler: handler.clone(),
@@ -42,20 +48,18 @@ pub(crate) async fn work_items(
         );
         headers.insert(HEADER_EVENT_ID, event.id.as_str());
         headers.insert(HEADER_HANDLER, handler.as_str());
-        let ack = js
-            .publish_with_headers(subject.clone(), headers, item.encode_to_vec().into())
-            .await
-            .map_err(|source| Error::Publish {
-                subject: subject.clone(),
-                source,
-            })?;
-        pending.push(async move {
-            ack.await
-                .map(|_| ())
-                .map_err(|source| Error::Publish { subject, source })
-        });
-    }
-    join_all(pending).await.into_iter().collect()
+        work::store(js, topology, handler, headers, item.encode_to_vec().into())
+    });
+    join_all(stores)
+        .await
+        .into_iter()
+        .map(|stored| {
+            stored.map_err(|e| Error::Publish {
+                subject: e.subject,
+                source: e.source,
+            })
+        })
+        .collect()
 }
 
 /// A dead letter for the unrouted subject.
@@ -64,7 +68,7 @@ pub(crate) struct Unroutable {
     pub event: Envelope,
     /// The event type, when one was extracted.
     pub event_type: String,
-    /// [`REASON_UNROUTED`] or [`REASON_BAD_EVENT`].
+    /// [`REASON_UNROUTED`], [`REASON_BAD_EVENT`] or [`REASON_GAVE_UP`].
     pub reason: &'static str,
     /// Why, for operators (never contains a secret).
     pub error: String,
@@ -75,13 +79,39 @@ pub(crate) struct Unroutable {
     pub dedup_key: String,
 }
 
-/// Publishes one dead letter to the unrouted subject and waits for its acknowledgement.
+/// Publishes one dead letter to the unrouted subject and waits for its acknowledgement. A letter
+/// over the server's `max_payload` (an event that barely fit, plus the reason) is stored
+/// without the body, saying where the full event stays.
 pub(crate) async fn unroutable(
     js: &jetstream::Context,
     topology: &Topology,
     dead: Unroutable,
+    sequence: u64,
 ) -> Result<(), Error> {
-    let letter = DeadLetter {
+    let msg_id = unrouted_msg_id(&dead.dedup_key);
+    let subject = topology.unrouted_subject();
+    let mut letter = dead_letter(dead);
+    let mut stored = hookyard_core::dlq::publish(js, subject.clone(), &msg_id, &letter).await;
+    if let Err(e) = &stored
+        && e.source.kind() == PublishErrorKind::MaxPayloadExceeded
+        && let Some(event) = letter.event.as_mut()
+    {
+        let bytes = std::mem::take(&mut event.body).len();
+        letter.error = format!(
+            "{}; the body ({bytes} bytes) is left out of this dead letter, too large for it: the event stays in {} at sequence {sequence}",
+            letter.error,
+            topology.in_stream()
+        );
+        stored = hookyard_core::dlq::publish(js, subject, &msg_id, &letter).await;
+    }
+    stored.map_err(|e| Error::Publish {
+        subject: e.subject,
+        source: e.source,
+    })
+}
+
+fn dead_letter(dead: Unroutable) -> DeadLetter {
+    DeadLetter {
         event: Some(dead.event),
         handler: String::new(),
         event_type: dead.event_type,
@@ -90,14 +120,7 @@ pub(crate) async fn unroutable(
         attempts: dead.attempts,
         last_status: 0,
         failed_at_ms: envelope::now_ms(),
-    };
-    let msg_id = unrouted_msg_id(&dead.dedup_key);
-    hookyard_core::dlq::publish(js, topology.unrouted_subject(), &msg_id, &letter)
-        .await
-        .map_err(|e| Error::Publish {
-            subject: e.subject,
-            source: e.source,
-        })
+    }
 }
 
 /// `Nats-Msg-Id` of an unrouted dead letter.

@@ -228,6 +228,21 @@ pub fn unique_namespace(prefix: &str) -> String {
     )
 }
 
+/// The value of one series of the OpenMetrics text at `GET {base}/metrics`, e.g.
+/// `hookyard_router_waiting{handler="orders"}`; 0 when the series is absent.
+pub async fn metric(base: &str, series: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

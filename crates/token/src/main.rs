@@ -4,9 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Du
 
 use anyhow::Context as _;
 use clap::Parser;
-use hookyard_core::{
-    Integration, config::SecretScope, service, settings::Common, streams::Topology,
-};
+use hookyard_core::{Integration, config::SecretScope, service, settings::Common};
 use hookyard_token::{Keys, Policy, StoreSettings};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -155,7 +153,7 @@ async fn store(cli: &Cli, keys: Arc<Keys>) -> anyhow::Result<StoreSettings> {
         .context("failed to connect to nats")?;
     Ok(StoreSettings {
         nats,
-        topology: Topology::new(&cli.common.namespace),
+        topology: cli.common.topology(),
         keys,
         policy: Policy {
             refresh_skew: cli.refresh_skew,

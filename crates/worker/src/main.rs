@@ -10,7 +10,6 @@ use hookyard_core::{
     config::SecretScope,
     service,
     settings::{Common, EXIT_CONFIG, connect_nats},
-    streams::Topology,
 };
 
 #[derive(Debug, Parser)]
@@ -96,7 +95,7 @@ async fn serve(cli: Cli, integration: Arc<Integration>) -> anyhow::Result<()> {
     let settings = hookyard_worker::Settings {
         integration,
         nats,
-        topology: Topology::new(&cli.common.namespace),
+        topology: cli.common.topology(),
         handlers: cli.handlers,
         egress_endpoint: cli.egress,
         shutdown_grace: grace,

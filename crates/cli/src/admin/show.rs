@@ -233,6 +233,7 @@ pub(super) fn handlers(handlers: &[HandlerStatus], json: bool) {
     let mut t = table(&[
         "HANDLER",
         "LAG",
+        "WAITING",
         "PENDING",
         "REDELIVERED",
         "DEAD",
@@ -262,6 +263,7 @@ pub(super) fn handlers(handlers: &[HandlerStatus], json: bool) {
         t.add_row(vec![
             h.name.clone(),
             lag,
+            h.waiting.to_string(),
             h.pending.to_string(),
             h.redelivered.to_string(),
             h.dead_letters.to_string(),

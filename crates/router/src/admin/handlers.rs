@@ -13,6 +13,7 @@ use async_nats::jetstream::{
     self,
     stream::{ConsumerErrorKind, Stream},
 };
+use futures::StreamExt as _;
 use hookyard_proto::{admin::v1::HandlerStatus, event::v1::DeliveryOutcome};
 use prost::Message as _;
 
@@ -78,6 +79,7 @@ pub(crate) async fn status(ctx: &Context, name: &str) -> Result<HandlerStatus, E
         Err(e) => return Err(Error::nats("read the handler's consumer")(e.into())),
     }
     status.dead_letters = dead_letters(ctx, name).await?;
+    status.waiting = waiting(ctx, name).await?;
     if let Some(last) = last_error(ctx, name).await? {
         status.last_error = last.error;
         status.last_error_at_ms = last.at_ms;
@@ -99,6 +101,27 @@ async fn dead_letters(ctx: &Context, name: &str) -> Result<u64, Error> {
     Ok(Scan::open(&ctx.js, &dlq, vec![subject], Start::All, true)
         .await?
         .len())
+}
+
+/// Work items parked for the handler because it is at its cap in the work queue. Counted from
+/// the stream's per-subject state: a work-queue stream allows no second consumer on a subject
+/// the handler's mover reads.
+async fn waiting(ctx: &Context, name: &str) -> Result<u64, Error> {
+    let failed = |e: async_nats::Error| Error::nats("read the wait stream")(e);
+    let stream = ctx
+        .js
+        .get_stream_no_info(ctx.topology.wait_stream())
+        .await
+        .map_err(|e| failed(e.into()))?;
+    let mut subjects = stream
+        .info_with_subjects(ctx.topology.wait_subject(name))
+        .await
+        .map_err(|e| failed(e.into()))?;
+    let mut waiting = 0;
+    while let Some(subject) = subjects.next().await {
+        waiting += subject.map_err(|e| failed(e.into()))?.1 as u64;
+    }
+    Ok(waiting)
 }
 
 /// The latest failed delivery the handler's workers recorded.

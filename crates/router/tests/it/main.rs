@@ -19,6 +19,7 @@ use prost::Message as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod isolation;
 mod reload;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -45,13 +46,34 @@ base_url = "https://erp.example.com"
 struct Router {
     topology: Topology,
     js: jetstream::Context,
+    /// The gRPC health listener, which also serves `GET /metrics`.
+    endpoint: String,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), hookyard_router::Error>>,
 }
 
+/// How a test router is set up.
+struct Options {
+    config: &'static str,
+    topology: Topology,
+    reload: Option<hookyard_router::Reload>,
+    max_deliver: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            config: CONFIG,
+            topology: small_topology("rt"),
+            reload: None,
+            max_deliver: hookyard_router::ROUTER_MAX_DELIVER,
+        }
+    }
+}
+
 impl Router {
     async fn start(nats: &Nats) -> anyhow::Result<Self> {
-        Self::start_with(nats, None).await
+        Self::start_opts(nats, Options::default()).await
     }
 
     /// Starts a router routing with [`CONFIG`], reloading it from `reload` when given.
@@ -59,9 +81,25 @@ impl Router {
         nats: &Nats,
         reload: Option<hookyard_router::Reload>,
     ) -> anyhow::Result<Self> {
+        Self::start_opts(
+            nats,
+            Options {
+                reload,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    async fn start_opts(nats: &Nats, options: Options) -> anyhow::Result<Self> {
         init_logs();
-        let topology = small_topology("rt");
-        let integration = Arc::new(Integration::parse(CONFIG, &|_| None)?);
+        let Options {
+            config,
+            topology,
+            reload,
+            max_deliver,
+        } = options;
+        let integration = Arc::new(Integration::parse(config, &|_| None)?);
         let client = nats.client().await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
@@ -73,6 +111,7 @@ impl Router {
                 topology: topology.clone(),
                 reload,
                 admin: None,
+                max_deliver,
             },
             listener,
             shutdown.clone(),
@@ -89,6 +128,7 @@ impl Router {
         Ok(Self {
             topology,
             js: jetstream::new(client),
+            endpoint,
             shutdown,
             task,
         })

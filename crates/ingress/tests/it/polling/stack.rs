@@ -68,6 +68,7 @@ impl Stack {
             topology: topology.clone(),
             reload: None,
             admin: None,
+            max_deliver: hookyard_router::ROUTER_MAX_DELIVER,
         };
         tokio::spawn(hookyard_router::run(settings, router_l, shutdown.clone()));
         if handler {
@@ -202,13 +203,8 @@ impl Replica {
 
     /// The value of one series of its `/metrics` (0 when absent or unreachable).
     pub async fn metric(&self, series: &str) -> f64 {
-        let Ok(response) = reqwest::get(format!("{}/metrics", self.url)).await else {
-            return 0.0;
-        };
-        let text = response.text().await.unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series))
-            .and_then(|v| v.trim().parse().ok())
+        hookyard_testkit::metric(&self.url, series)
+            .await
             .unwrap_or(0.0)
     }
 }
