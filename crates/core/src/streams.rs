@@ -10,7 +10,9 @@
 //! lost ack. A sender that retries later (hours or days later, after a 503 it never saw or a
 //! timeout on its side) is caught by the KV bucket `HOOKYARD_DEDUP`, which remembers accepted
 //! event ids for [`StreamLimits::dedup_window`] (7 days): ingress answers such a retry 202 with
-//! the same id without storing it again.
+//! the same id without storing it again, while the record is within the source's own
+//! `dedup_window` (at most the bucket's, and off by default for a source keyed by the body
+//! hash).
 //!
 //! Ownership: ingress creates or updates `HOOKYARD_IN` at start; the router creates or updates
 //! `HOOKYARD_IN`, `HOOKYARD_WORK` and `HOOKYARD_DLQ` (it reads the first and writes the others);
@@ -64,7 +66,8 @@ pub struct StreamLimits {
     /// publish retries, not a sender retrying much later (see `dedup_window`).
     pub duplicate_window: Duration,
     /// How long the `HOOKYARD_DEDUP` bucket remembers an accepted event id, so a sender's
-    /// retry within it is answered with the same id and not stored again.
+    /// retry within it (and within its source's `dedup_window`) is answered with the same id
+    /// and not stored again.
     pub dedup_window: Duration,
     /// Size cap of the `HOOKYARD_DEDUP` bucket.
     pub dedup_max_bytes: i64,
@@ -103,6 +106,12 @@ pub struct StreamLimits {
 /// work queue's bytes, so several stalled handlers still leave room for the rest.
 pub const DEFAULT_WORK_MAX_PER_HANDLER: i64 = 100_000;
 
+impl StreamLimits {
+    /// How long the `HOOKYARD_DEDUP` bucket keeps an event id by default: the longest a
+    /// source's `dedup_window` may be, and that window's default for a source with a sender id.
+    pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+}
+
 /// JetStream reserves each stream's `max_bytes` against the server's `max_file_store` (8 GB in
 /// `deploy/nats/nats-server.conf`) when the stream is created, so the defaults together stay
 /// under it: 2 GiB + 1 GiB (work) + 1 GiB (wait) + 1 GiB + 256 MiB + 256 MiB + 64 MiB + 36 MiB
@@ -114,7 +123,7 @@ impl Default for StreamLimits {
             in_max_age: Duration::from_secs(7 * 24 * 3600),
             in_max_bytes: 2 * GIB,
             duplicate_window: Duration::from_secs(120),
-            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            dedup_window: Self::DEFAULT_DEDUP_WINDOW,
             // An entry is ~150 bytes on disk: room for well over a million ids a week.
             dedup_max_bytes: 256 * 1024 * 1024,
             work_max_bytes: GIB,

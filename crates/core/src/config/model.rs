@@ -56,6 +56,14 @@ pub struct Source {
     /// `{ header = "X-Shop-Delivery-Id" }` or a provider preset such as `{ preset = "stripe" }`.
     /// Default: the preset of the `signature` scheme when it has one, else a hash of the body.
     pub dedup_key: Option<super::DedupKey>,
+    /// How long a repeat of an accepted event id is answered 202 with that id and not stored
+    /// again, e.g. `"3d"` or `"12h"`; `"0s"` turns it off. At most `7d`, how long the
+    /// `HOOKYARD_DEDUP` bucket keeps an id. Default: `7d` when the source has a sender id (a
+    /// `dedup_key`, or the preset of its `signature` scheme); off when the event id is a hash
+    /// of the body, so the same body sent again later (a periodic ping) is a new event, and
+    /// only a retry within the stream's 2-minute duplicate window is stored once.
+    #[serde(default, with = "humantime_serde")]
+    pub dedup_window: Option<Duration>,
     /// A signature the sender computes over the raw body, checked before the event is stored,
     /// e.g. `{ scheme = "github", secrets = ["${env:GITHUB_WEBHOOK_SECRET}"] }`. Default: none.
     #[serde(default)]
@@ -83,6 +91,30 @@ impl Source {
             }
             (None, None) => None,
         }
+    }
+
+    /// How long ingress recognises a repeat of an accepted event id: `dedup_window`, else the
+    /// bucket's retention for a source with a sender id; `None` when off.
+    pub fn effective_dedup_window(&self) -> Option<Duration> {
+        let window = self.dedup_window.unwrap_or(if self.has_sender_id() {
+            crate::streams::StreamLimits::DEFAULT_DEDUP_WINDOW
+        } else {
+            // Without a sender id two distinct events with one body share an id: a long
+            // window would answer the second 202 and drop it.
+            Duration::ZERO
+        });
+        (!window.is_zero()).then_some(window)
+    }
+
+    /// Whether the event id comes from the sender's delivery id rather than the body hash
+    /// (though a request without that id still falls back to the hash).
+    fn has_sender_id(&self) -> bool {
+        self.dedup_key.is_some()
+            || self
+                .signature
+                .as_ref()
+                .and_then(super::DedupPreset::of_signature)
+                .is_some()
     }
 }
 

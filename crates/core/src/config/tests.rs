@@ -487,3 +487,63 @@ path = "/plain"
     assert_eq!(expr("own").as_deref(), Some("Header(\"X-Own-Id\")"));
     assert_eq!(expr("plain"), None);
 }
+
+#[test]
+fn the_dedup_window_is_long_with_a_sender_id_and_off_for_a_body_hash() {
+    let text = r#"
+[sources.stripe]
+path = "/stripe"
+signature = { scheme = "stripe", secrets = ["${env:S}"] }
+
+[sources.keyed]
+path = "/keyed"
+dedup_key = { header = "X-Id" }
+
+[sources.keyed-off]
+path = "/keyed-off"
+dedup_key = { header = "X-Id" }
+dedup_window = "0s"
+
+[sources.plain]
+path = "/plain"
+
+[sources.plain-opted-in]
+path = "/plain-opted-in"
+dedup_window = "12h"
+"#;
+    let i = Integration::parse(text, &|_| Some("secret-value".to_owned())).expect("valid");
+    let window = |name: &str| i.sources[name].effective_dedup_window();
+    let week = crate::streams::StreamLimits::DEFAULT_DEDUP_WINDOW;
+    assert_eq!(week, std::time::Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(window("stripe"), Some(week));
+    assert_eq!(window("keyed"), Some(week));
+    assert_eq!(window("keyed-off"), None);
+    assert_eq!(window("plain"), None);
+    assert_eq!(
+        window("plain-opted-in"),
+        Some(std::time::Duration::from_secs(12 * 3600))
+    );
+}
+
+#[test]
+fn a_bad_or_too_long_dedup_window_is_named_by_key() {
+    let source = |window: &str| format!("[sources.s]\npath = \"/s\"\ndedup_window = {window}\n");
+    for bad in ["\"3 fortnights\"", "\"soon\"", "3600", "\"-1h\""] {
+        let p = problems(&source(bad));
+        assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        assert_eq!(p[0].key, "sources.s.dedup_window", "{bad}: {p:?}");
+        assert_eq!(p[0].line, Some(3), "{bad}: {p:?}");
+    }
+    let p = problems(&source("\"8d\""));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "sources.s.dedup_window");
+    assert!(p[0].message.contains("at most 7days"), "{}", p[0]);
+    assert!(problems(&source("\"7d\"")).is_empty());
+    assert!(problems(&source("\"0s\"")).is_empty());
+}
+
+#[test]
+fn a_polling_source_has_no_dedup_window() {
+    let text = "[sources.p]\ndedup_window = \"1h\"\npoll = { connection = \"c\", path = \"/x\", every = \"1m\", record_id = \".id\" }\n\n[connections.c]\nbase_url = \"https://x.example\"\n";
+    assert!(keys(text).contains(&"sources.p.dedup_window".to_owned()));
+}

@@ -118,6 +118,23 @@ fn check_listen_source(problems: &mut Vec<Problem>, key: &str, source: &super::S
         super::handshake::check(problems, &format!("{key}.handshake"), handshake);
     }
     super::reply::check_reply(problems, &format!("{key}.reply"), &source.reply);
+    check_dedup_window(problems, key, source);
+}
+
+/// A window longer than the bucket keeps an id would promise a dedup that cannot happen: the
+/// record is gone before the window ends.
+fn check_dedup_window(problems: &mut Vec<Problem>, key: &str, source: &super::Source) {
+    let longest = crate::streams::StreamLimits::DEFAULT_DEDUP_WINDOW;
+    if source.dedup_window.is_some_and(|window| window > longest) {
+        push(
+            problems,
+            format!("{key}.dedup_window"),
+            format!(
+                "must be at most {}, how long the HOOKYARD_DEDUP bucket keeps an event id (\"0s\" turns it off)",
+                humantime::format_duration(longest)
+            ),
+        );
+    }
 }
 
 /// A source must accept at least one method, each a known one in upper case (HTTP methods
@@ -297,6 +314,7 @@ fn check_poll_source(problems: &mut Vec<Problem>, key: &str, source: &super::Sou
         ("signature", source.signature.is_some()),
         ("handshake", source.handshake.is_some()),
         ("dedup_key", source.dedup_key.is_some()),
+        ("dedup_window", source.dedup_window.is_some()),
         ("rate_limit", source.rate_limit.is_some()),
         ("allow_ips", !source.allow_ips.is_empty()),
         ("trusted_proxies", !source.trusted_proxies.is_empty()),

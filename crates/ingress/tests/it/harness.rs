@@ -43,6 +43,7 @@ pub fn integration() -> Integration {
         max_body_bytes: LIMIT as u64,
         event_type: None,
         dedup_key: dedup_key.map(DedupKey::Expr),
+        dedup_window: None,
         signature: None,
         handshake: None,
         reply: Reply::default(),
