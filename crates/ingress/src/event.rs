@@ -101,6 +101,7 @@ mod tests {
             limits: Default::default(),
             max_body_bytes: 1024,
             dedup_key,
+            dedup_window: None,
             signature: None,
             handshake: None,
             reply: Default::default(),

@@ -60,13 +60,17 @@
 //! - **Duplicates absorbed in two layers.** The event id follows from the source and the dedup
 //!   key (the sender's delivery id, else the body hash) and is the `Nats-Msg-Id`, so
 //!   `HOOKYARD_IN`'s 2-minute `duplicate_window` stores a retried publish once. A sender retrying
-//!   later (up to `StreamLimits::dedup_window`, 7 days) is caught by the `HOOKYARD_DEDUP` KV
-//!   bucket: after the body is read and verified and before publishing, ingress looks the id up;
-//!   if it is there the answer is 202 with the same `{"id": …}` and nothing is published. After
-//!   the PubAck the id is recorded in the bucket in the background (an id already there is
-//!   fine: another replica won the race). A failed lookup is a 503 with `Retry-After` like a
-//!   failed publish; a failed record is only logged, since the event is stored. Both calls are
-//!   bounded by the publish timeout.
+//!   later, within the source's `dedup_window` (default 7 days, `StreamLimits::dedup_window`,
+//!   when the source has a sender id), is caught by the `HOOKYARD_DEDUP` KV bucket: after the
+//!   body is read and verified and before publishing, ingress looks the id up; if its record's
+//!   receive time is within the window the answer is 202 with the same `{"id": …}` and nothing
+//!   is published. After the PubAck the id is recorded in the bucket in the background (an id
+//!   already there is fine: another replica won the race; one older than the window is
+//!   replaced). A failed lookup is a 503 with `Retry-After` like a failed publish; a failed
+//!   record is only logged, since the event is stored. Both calls are bounded by the publish
+//!   timeout. A source keyed by the body hash has no window unless it sets one: two distinct
+//!   events with the same body (a periodic ping) share an id, and a week of dedup would drop
+//!   the second. Such a source skips the lookup and the record.
 //! - **Start-up never waits for NATS.** A background task creates the stream and the dedup
 //!   bucket with backoff (and recreates them if they disappear); readiness and gRPC health
 //!   report whether events can be stored (NATS connected, stream and bucket present, store not

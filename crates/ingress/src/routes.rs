@@ -8,17 +8,18 @@
 //! (405), client address (403), rate (429), credentials (401), media type (415), declared
 //! length (413), then the body is read within the limit and the read timeout (413, 408), its
 //! signature checked (401), its nesting bounded (400, see [`hookyard_core::json`]), a repeat of
-//! an event accepted within the dedup window answered 202 with its id without publishing (503
-//! if that cannot be checked), and the event is published (503 unless JetStream acknowledges
-//! it). Handshakes (see [`crate::handshake`]) are answered instead: query-string ones (any
-//! `GET`/`POST`) after the address and rate checks, before credentials; body ones after the
-//! signature check; neither is published.
+//! an event accepted within the source's dedup window answered 202 with its id without
+//! publishing (503 if that cannot be checked; not looked up when the window is off), and the
+//! event is published (503 unless JetStream acknowledges it). Handshakes (see
+//! [`crate::handshake`]) are answered instead: query-string ones (any `GET`/`POST`) after the
+//! address and rate checks, before credentials; body ones after the signature check; neither is
+//! published.
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::Arc,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use axum::{
@@ -44,7 +45,7 @@ use crate::{
     access::{self, ClientFilter},
     auth::Authenticator,
     body,
-    dedup::Dedup,
+    dedup::{Dedup, Recorded},
     event::{self, Received},
     handshake,
     health::{self, Readiness},
@@ -72,6 +73,9 @@ pub(crate) struct SourceEntry {
     pub limits: Limits,
     pub max_body_bytes: u64,
     pub dedup_key: Option<Expr>,
+    /// How long a repeat of an accepted event id is absorbed through the dedup bucket; `None`
+    /// when off, so the bucket is neither asked nor written.
+    pub dedup_window: Option<Duration>,
     /// Checked over the body before publishing, when set.
     pub signature: Option<Signature>,
     /// Verification requests answered instead of published, when set.
@@ -142,6 +146,7 @@ pub(crate) fn sources(integration: &Integration) -> Result<HashMap<String, Sourc
                 limits: Limits::new(source),
                 max_body_bytes: source.max_body_bytes,
                 dedup_key: source.dedup_expr(),
+                dedup_window: source.effective_dedup_window(),
                 signature: source.signature.clone(),
                 handshake: source.handshake.clone(),
                 reply: source.reply.clone(),
@@ -321,7 +326,10 @@ async fn store(
             cause,
         }
     };
-    if app.dedup.seen(&envelope.id).await.map_err(unavailable)? {
+    let recorded = dedup_record(app, source, &envelope)
+        .await
+        .map_err(unavailable)?;
+    if recorded == Some(Recorded::Within) {
         tracing::info!(source = %source.name, event_id = %envelope.id, "duplicate delivery absorbed");
         return Ok((
             reply::configured(&source.reply, &envelope.id, &source.name),
@@ -360,8 +368,14 @@ async fn store(
         duplicate = ack.duplicate,
         "event accepted"
     );
-    app.dedup
-        .remember(&source.name, &envelope.id, envelope.received_at_ms);
+    if let Some(previous) = recorded {
+        app.dedup.remember(
+            &source.name,
+            &envelope.id,
+            envelope.received_at_ms,
+            previous,
+        );
+    }
     if let Some(subscription) = &mut reply_subscription {
         let left = source.reply.deadline.saturating_sub(received_at.elapsed());
         if let Some(answer) = reply::wait(subscription, left).await {
@@ -374,6 +388,21 @@ async fn store(
         reply::configured(&source.reply, &envelope.id, &source.name),
         "accepted",
     ))
+}
+
+/// What the dedup bucket holds for the event, or `None` when the source's window is off.
+async fn dedup_record(
+    app: &App,
+    source: &SourceEntry,
+    envelope: &Envelope,
+) -> Result<Option<Recorded>, crate::publish::PublishError> {
+    let Some(window) = source.dedup_window else {
+        return Ok(None);
+    };
+    app.dedup
+        .lookup(&envelope.id, window, envelope.received_at_ms)
+        .await
+        .map(Some)
 }
 
 /// NATS refuses a message over the server's `max_payload` whatever happens, so a retry could

@@ -1,10 +1,16 @@
 //! Long-window dedup: a sender's retry after the stream's duplicate window, or to another
-//! replica, is answered 202 with the same id and stored once; without the bucket, 503.
+//! replica, is answered 202 with the same id and stored once; without the bucket, 503. A
+//! source's `dedup_window` decides how old a record may be and still absorb a repeat; a
+//! source keyed by the body hash has none unless it asks for one.
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, stream};
-use hookyard_core::{envelope::NATS_MSG_ID, streams::Topology};
+use async_nats::jetstream::{self, kv, stream};
+use hookyard_core::{
+    Integration,
+    envelope::{self, NATS_MSG_ID, now_ms},
+    streams::Topology,
+};
 use hookyard_testkit::{Nats, unique_namespace, wait_for};
 use reqwest::header::RETRY_AFTER;
 
@@ -48,14 +54,32 @@ fn assert_unavailable(response: &reqwest::Response) {
     );
 }
 
+/// The harness's sources, the open one (keyed by the body hash) opted in to a window.
+fn open_opted_in(window: Duration) -> Integration {
+    let mut integration = harness::integration();
+    if let Some(open) = integration.sources.get_mut("open") {
+        open.dedup_window = Some(window);
+    }
+    integration
+}
+
 #[tokio::test]
 async fn a_retry_after_the_stream_window_or_to_another_replica_is_stored_once() -> anyhow::Result<()>
 {
     let nats = Nats::start().await?;
     let mut topology = Topology::new(&unique_namespace("ing"));
     topology.limits.duplicate_window = STREAM_WINDOW;
-    let first =
-        harness::spawn_with(nats.client().await?, topology.clone(), PUBLISH_TIMEOUT).await?;
+    // The open source opts in, so a key from the body hash is covered as well as a delivery id.
+    let spawn = async || {
+        harness::start(
+            nats.client().await?,
+            topology.clone(),
+            PUBLISH_TIMEOUT,
+            open_opted_in(7 * DAY),
+        )
+        .await
+    };
+    let first = spawn().await?;
     first.wait_ready(true).await?;
     let kv = first.js.get_key_value(topology.dedup_bucket()).await?;
 
@@ -75,10 +99,7 @@ async fn a_retry_after_the_stream_window_or_to_another_replica_is_stored_once() 
     assert!(probe_stored(&first.js, &topology).await?);
     // Both ids are recorded (in the background, after the 202).
     for id in [&shop, &open] {
-        wait_for(Duration::from_secs(10), "event id recorded", || async {
-            matches!(kv.get(id.as_str()).await, Ok(Some(_)))
-        })
-        .await?;
+        wait_recorded(&kv, id).await?;
     }
 
     // (2) After the stream's duplicate window: waiting for elapsed time is the condition. The
@@ -105,8 +126,7 @@ async fn a_retry_after_the_stream_window_or_to_another_replica_is_stored_once() 
     assert_eq!(first.stored().await?, 2 + probes);
 
     // (3) A second ingress on the same NATS and namespace.
-    let second =
-        harness::spawn_with(nats.client().await?, topology.clone(), PUBLISH_TIMEOUT).await?;
+    let second = spawn().await?;
     second.wait_ready(true).await?;
     assert_ne!(first.addr, second.addr);
     assert_eq!(
@@ -146,18 +166,22 @@ async fn without_the_dedup_bucket_events_get_503_never_2xx() -> anyhow::Result<(
     js.create_stream(blocker.clone()).await?;
     let ingress = harness::spawn_with(client, topology.clone(), PUBLISH_TIMEOUT).await?;
 
-    // The in stream gets created, the bucket cannot be: not ready, and no event is acknowledged.
+    // The in stream gets created, the bucket cannot be: not ready, and no event of a source
+    // with a window is acknowledged.
     wait_for(Duration::from_secs(30), "in stream", || async {
         js.get_stream(topology.in_stream()).await.is_ok()
     })
     .await?;
     assert_eq!(ingress.status("/readyz").await, Some(503));
-    assert_unavailable(&ingress.post_open(b"early".to_vec()).await?);
+    assert_unavailable(&send_shop(&ingress, "early").await?);
     assert_eq!(ingress.stored().await?, 0);
+    // A source whose window is off never asks the bucket, so it does not need one.
+    accepted_id(ingress.post_open(b"early".to_vec()).await?).await?;
+    assert_eq!(ingress.stored().await?, 1);
 
     js.delete_stream(&blocker.name).await?;
     ingress.wait_ready(true).await?;
-    accepted_id(ingress.post_open(b"late".to_vec()).await?).await?;
+    accepted_id(send_shop(&ingress, "late").await?).await?;
 
     // The bucket disappears while ingress runs (and is kept from coming back): the lookup
     // fails, which is a 503, not a guess.
@@ -170,9 +194,140 @@ async fn without_the_dedup_bucket_events_get_503_never_2xx() -> anyhow::Result<(
         },
     )
     .await?;
-    assert_unavailable(&ingress.post_open(b"later".to_vec()).await?);
-    assert_unavailable(&ingress.post_open(b"late".to_vec()).await?);
+    assert_unavailable(&send_shop(&ingress, "later").await?);
+    assert_unavailable(&send_shop(&ingress, "late").await?);
     ingress.wait_ready(false).await?;
-    assert_eq!(ingress.stored().await?, 1);
+    assert_eq!(ingress.stored().await?, 2);
+    ingress.stop().await
+}
+
+/// The event id the shop source gives the delivery id `delivery`.
+fn shop_id(delivery: &str) -> String {
+    envelope::event_id("shop", delivery)
+}
+
+/// The event id the open source (keyed by the body hash) gives `body`.
+fn open_id(body: &[u8]) -> String {
+    envelope::event_id("open", &envelope::body_dedup_key(body))
+}
+
+/// Records `event_id` in the dedup bucket as ingress does, as if accepted `ago` before now.
+async fn seed(kv: &kv::Store, event_id: &str, ago: Duration) -> anyhow::Result<()> {
+    let received_at_ms = now_ms() - i64::try_from(ago.as_millis())?;
+    kv.create(event_id, received_at_ms.to_string().into())
+        .await?;
+    Ok(())
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Waits until `event_id` is recorded (records are written in the background after the 202).
+async fn wait_recorded(kv: &kv::Store, event_id: &str) -> anyhow::Result<()> {
+    wait_for(Duration::from_secs(10), "event id recorded", || async {
+        matches!(kv.get(event_id).await, Ok(Some(_)))
+    })
+    .await
+}
+
+/// Records in the dedup bucket.
+async fn records(ingress: &Ingress) -> anyhow::Result<u64> {
+    let stream = ingress
+        .js
+        .get_stream(ingress.topology.dedup_stream())
+        .await?;
+    Ok(stream.cached_info().state.messages)
+}
+
+/// A periodic ping with the same body days apart is two events: without a sender id the event
+/// id is the body hash, and absorbing it for a week would answer the second 202 and drop it.
+#[tokio::test]
+async fn a_body_hash_source_stores_the_same_body_days_later_and_records_nothing()
+-> anyhow::Result<()> {
+    let nats = Nats::start().await?;
+    let ingress = harness::spawn(nats.client().await?, PUBLISH_TIMEOUT).await?;
+    let kv = ingress
+        .js
+        .get_key_value(ingress.topology.dedup_bucket())
+        .await?;
+    let ping = b"{\"status\":\"ok\"}";
+    seed(&kv, &open_id(ping), 3 * DAY).await?;
+
+    assert_eq!(
+        accepted_id(ingress.post_open(ping.to_vec()).await?).await?,
+        open_id(ping)
+    );
+    let stored = ingress.messages().await?;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1.id, open_id(ping));
+
+    let other = b"{\"status\":\"degraded\"}";
+    accepted_id(ingress.post_open(other.to_vec()).await?).await?;
+    // A record's write is spawned before its request is answered and goes out on ingress's one
+    // NATS connection; this test's runtime has one thread, so the open event's record, had it
+    // one, would reach NATS before that of the shop event sent after it.
+    let shop = accepted_id(send_shop(&ingress, "delivery-1").await?).await?;
+    wait_recorded(&kv, &shop).await?;
+    assert_eq!(kv.get(open_id(other)).await?, None);
+    // The seeded record and the shop event's: the open source wrote none.
+    assert_eq!(records(&ingress).await?, 2);
+    assert_eq!(ingress.stored().await?, 3);
+    ingress.stop().await
+}
+
+/// The source's `dedup_window` decides how old a record may be and still absorb a repeat, and
+/// the record a stale one is replaced with starts the window again.
+#[tokio::test]
+async fn a_record_absorbs_a_repeat_only_within_the_sources_window() -> anyhow::Result<()> {
+    let nats = Nats::start().await?;
+    let mut integration = harness::integration();
+    if let Some(shop) = integration.sources.get_mut("shop") {
+        shop.dedup_window = Some(HOUR);
+    }
+    let ingress = harness::spawn_serving(nats.client().await?, integration).await?;
+    let kv = ingress
+        .js
+        .get_key_value(ingress.topology.dedup_bucket())
+        .await?;
+    let (stale, recent) = (shop_id("delivery-stale"), shop_id("delivery-recent"));
+    seed(&kv, &stale, 2 * HOUR).await?;
+    seed(&kv, &recent, Duration::from_secs(10 * 60)).await?;
+
+    let before = now_ms();
+    assert_eq!(
+        accepted_id(send_shop(&ingress, "delivery-stale").await?).await?,
+        stale
+    );
+    assert_eq!(
+        accepted_id(send_shop(&ingress, "delivery-recent").await?).await?,
+        recent
+    );
+    let stored = ingress.messages().await?;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1.id, stale);
+    wait_for(Duration::from_secs(10), "stale record replaced", || async {
+        let value = kv.get(stale.as_str()).await.ok().flatten();
+        let at = value.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok());
+        at.is_some_and(|at| at >= before)
+    })
+    .await?;
+    ingress.stop().await
+}
+
+/// With no `dedup_window`, a source with a sender id keeps the bucket's whole week.
+#[tokio::test]
+async fn a_sender_id_source_absorbs_a_repeat_days_later_by_default() -> anyhow::Result<()> {
+    let nats = Nats::start().await?;
+    let ingress = harness::spawn(nats.client().await?, PUBLISH_TIMEOUT).await?;
+    let kv = ingress
+        .js
+        .get_key_value(ingress.topology.dedup_bucket())
+        .await?;
+    seed(&kv, &shop_id("delivery-old"), 6 * DAY).await?;
+    assert_eq!(
+        accepted_id(send_shop(&ingress, "delivery-old").await?).await?,
+        shop_id("delivery-old")
+    );
+    assert_eq!(ingress.stored().await?, 0);
     ingress.stop().await
 }

@@ -23,7 +23,7 @@ pub const PASSWORD: &str = "pa:ss word";
 pub const LIMIT: usize = 1024;
 /// Basic-auth source that takes the dedup key from `X-Delivery-Id`.
 pub const SHOP: &str = "/hooks/shop";
-/// Source without auth, deduplicated by body hash.
+/// Source without auth, deduplicated by body hash (so only within the stream's window).
 pub const OPEN: &str = "/hooks/open";
 /// Source signed the GitHub way with [`GITHUB_SECRET`].
 pub const GITHUB: &str = "/hooks/github";
@@ -143,7 +143,8 @@ pub async fn spawn_configured(
     Ok(ingress)
 }
 
-async fn start(
+/// Starts ingress serving `integration` with `topology`, without waiting for readiness.
+pub async fn start(
     nats: async_nats::Client,
     topology: Topology,
     publish_timeout: Duration,
