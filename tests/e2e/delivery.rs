@@ -99,7 +99,7 @@ async fn order_created_reaches_partner_once_mapped_with_bearer_token() -> anyhow
         ),
         (
             &stack.router,
-            r#"hookyard_router_work_total{handler="orders"}"#,
+            r#"hookyard_router_work_total{handler="orders",stored="work"}"#,
         ),
         (
             &stack.worker,

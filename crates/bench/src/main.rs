@@ -1,8 +1,9 @@
 //! `hookyard-bench`: the benchmark suite (docs/benchmarks.md), on loopback only, bounded in time.
 //!
 //! It starts nats-server (from `--nats-server`, else copied out of the local `nats:<version>`
-//! image) in each durability mode, the real `hookyard-ingress` binary twice (group commit, and
-//! `--batch-max 1`), and two floor servers (itself, `floor-server`); every process it starts is
+//! image) in each durability mode, the real `hookyard-ingress` binary three times (group commit,
+//! `--batch-max 1`, and group commit with every request traced to an OTLP sink), and two floor
+//! servers (itself, `floor-server`); every process it starts is
 //! killed by pid when the run ends or fails. Then, repeating every measurement and
 //! interleaving the systems (A B A B …), it measures W1 ingress accept at closed-loop
 //! concurrencies and fixed offered rates against the floors (bare HTTP 202, naive

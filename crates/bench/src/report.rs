@@ -15,6 +15,9 @@ pub enum System {
     Ingress,
     /// hookyard-ingress with `--batch-max 1`: one publish per request (naive ingress).
     IngressUnbatched,
+    /// hookyard-ingress with group commit and OpenTelemetry traces on, every request sampled,
+    /// exported over OTLP to a sink.
+    IngressTraced,
     /// Minimal hyper server: read body, one JetStream publish, 202.
     NaivePublish,
     /// Bare hyper server answering 202 (HTTP ceiling).
@@ -26,9 +29,10 @@ pub enum System {
 }
 
 impl System {
-    pub const ALL: [System; 6] = [
+    pub const ALL: [System; 7] = [
         System::Ingress,
         System::IngressUnbatched,
+        System::IngressTraced,
         System::NaivePublish,
         System::Http202,
         System::JsOneByOne,
@@ -39,6 +43,7 @@ impl System {
         match self {
             Self::Ingress => "ingress (group commit)",
             Self::IngressUnbatched => "ingress, batch 1",
+            Self::IngressTraced => "ingress, traced (sampling 1.0)",
             Self::NaivePublish => "naive HTTP+publish",
             Self::Http202 => "bare HTTP 202",
             Self::JsOneByOne => "raw JS one-by-one",
@@ -195,6 +200,7 @@ pub fn ratios(summaries: &[Summary]) -> Vec<Ratio> {
             ("ingress / HTTP floor", System::Http202),
             ("batched / unbatched ingress", System::IngressUnbatched),
             ("ingress / naive HTTP+publish", System::NaivePublish),
+            ("ingress / traced ingress", System::IngressTraced),
         ] {
             if let Some(base) =
                 find(s.mode, other, s.body_bytes, s.concurrency).filter(|b| *b > 0.0)

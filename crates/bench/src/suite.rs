@@ -77,6 +77,7 @@ async fn start_ingress(
     nats: &Nats,
     namespace: &str,
     batch_max: u16,
+    env: &[(&str, String)],
 ) -> anyhow::Result<Ingress> {
     let config = dir.join("integration.toml");
     std::fs::write(
@@ -95,7 +96,8 @@ async fn start_ingress(
             .env("HOOKYARD_NAMESPACE", namespace)
             .env("HOOKYARD_INGRESS_LISTEN", format!("127.0.0.1:{port}"))
             .env("HOOKYARD_INGRESS_BATCH_MAX", batch_max.to_string())
-            .env("RUST_LOG", "warn"),
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
     )?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -180,8 +182,12 @@ struct Systems {
     js: jetstream::Context,
     batched: Ingress,
     unbatched: Ingress,
+    /// Group commit with every request traced, exporting to `sink`.
+    traced: Ingress,
     hyper: (Proc, SocketAddr),
     naive: (Proc, SocketAddr),
+    /// Takes the traced ingress's OTLP exports (answers 202, reading the body).
+    _sink: (Proc, SocketAddr),
 }
 
 impl Systems {
@@ -191,14 +197,20 @@ impl Systems {
         let js = jetstream::new(client.clone());
         ensure_stream(&js, "BENCH_NAIVE", "bench.naive.>").await?;
         ensure_stream(&js, "BENCH_RAW", "bench.raw.>").await?;
-        let batched = start_ingress(dir, &nats, "bb", 100).await?;
-        let unbatched = start_ingress(dir, &nats, "bu", 1).await?;
+        let batched = start_ingress(dir, &nats, "bb", 100, &[]).await?;
+        let unbatched = start_ingress(dir, &nats, "bu", 1, &[]).await?;
         let me = std::env::current_exe()?;
         let floor = |kind: &str| {
             let mut cmd = Command::new(&me);
             cmd.args(["floor-server", "--kind", kind, "--subject", NAIVE_SUBJECT]);
             cmd
         };
+        let sink = Proc::spawn_listening("otlp-sink", &mut floor("hyper"))?;
+        let tracing = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", sink.1)),
+            ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
+        ];
+        let traced = start_ingress(dir, &nats, "bt", 100, &tracing).await?;
         let hyper = Proc::spawn_listening("floor-hyper", &mut floor("hyper"))?;
         let naive = Proc::spawn_listening(
             "floor-naive",
@@ -210,16 +222,19 @@ impl Systems {
             js,
             batched,
             unbatched,
+            traced,
             hyper,
             naive,
+            _sink: sink,
         })
     }
 
     /// The servers whose memory is reported.
-    fn servers(&self) -> [&Proc; 4] {
+    fn servers(&self) -> [&Proc; 5] {
         [
             &self.batched.proc,
             &self.unbatched.proc,
+            &self.traced.proc,
             &self.hyper.0,
             &self.naive.0,
         ]
@@ -238,6 +253,7 @@ impl Systems {
         match system {
             System::Ingress => ingress(&self.batched),
             System::IngressUnbatched => ingress(&self.unbatched),
+            System::IngressTraced => ingress(&self.traced),
             System::NaivePublish => (
                 Some(&self.naive.0),
                 Some(self.naive.1),
@@ -352,9 +368,11 @@ async fn closed(systems: &Systems, shape: &Closed, duration: Duration) -> Record
     };
     let cpu = systems.cpu(server) - cpu_before;
     let lost = match system {
-        System::Ingress | System::IngressUnbatched => stored(&systems.js, &streams[0])
-            .await
-            .map(|n| outcome.ok.saturating_sub(n)),
+        System::Ingress | System::IngressUnbatched | System::IngressTraced => {
+            stored(&systems.js, &streams[0])
+                .await
+                .map(|n| outcome.ok.saturating_sub(n))
+        }
         _ => None,
     };
     record(

@@ -134,7 +134,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(settings::EXIT_CONFIG);
                 }
             };
-            telemetry::init("hookyard-dev", dev.log_format);
+            let _traces = telemetry::init("hookyard-dev", dev.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
                 Err(e) => {

@@ -41,6 +41,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod streams;
 pub mod telemetry;
+pub mod trace;
 pub mod work;
 
 pub use config::Integration;

@@ -97,7 +97,7 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(hookyard_core::settings::EXIT_CONFIG);
     };
-    hookyard_core::telemetry::init("hookyard-demo", cli.log_format);
+    let _traces = hookyard_core::telemetry::init("hookyard-demo", cli.log_format);
     let settings = Settings {
         client_id: cli.client_id.clone(),
         client_secret,

@@ -4,6 +4,7 @@
 //! and auditing every attempt.
 
 use std::time::{Duration, Instant, SystemTime};
+use tracing::Instrument as _;
 
 use bytes::{Bytes, BytesMut};
 use hookyard_proto::egress::v1::{CallRequest, CallResponse, Header};
@@ -165,7 +166,19 @@ impl Attempts<'_> {
     async fn attempt(&self, attempt: u32, token: Option<&SecretString>) -> Result<Answer, Error> {
         let permit = self.connection.limits.wait_turn().await;
         let (started, at) = (Instant::now(), SystemTime::now());
-        let outcome = send(self.connection, self.outbound, token).await;
+        let span = tracing::info_span!(
+            "attempt",
+            attempt,
+            http.response.status_code = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let outcome = send(self.connection, self.outbound, token)
+            .instrument(span.clone())
+            .await;
+        match &outcome {
+            Ok(answer) => span.record("http.response.status_code", answer.status.as_u16()),
+            Err(error) => span.record("error", tracing::field::debug(error.code())),
+        };
         drop(permit);
         if let Some(audited) = self.audited {
             let status = outcome.as_ref().ok().map(|a| a.status.as_u16());
@@ -272,6 +285,8 @@ async fn send(
     token: Option<&SecretString>,
 ) -> Result<Answer, Error> {
     let mut headers = outbound.headers.clone();
+    // The partner sees the attempt as the parent of whatever it traces (nothing when off).
+    hookyard_core::trace::to_http(&tracing::Span::current(), &mut headers);
     if let Some(token) = token {
         let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
             .map_err(|_| Error::UnusableToken(connection.name.clone()))?;

@@ -59,7 +59,7 @@ async fn main() -> ExitCode {
         Ok(integration) => integration,
         Err(code) => return code,
     };
-    hookyard_core::telemetry::init("hookyard-egress", cli.common.log_format);
+    let _traces = hookyard_core::telemetry::init("hookyard-egress", cli.common.log_format);
     service::exit_code("egress", serve(&cli, integration).await)
 }
 

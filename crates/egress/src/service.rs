@@ -8,6 +8,8 @@ use hookyard_proto::egress::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use tracing::Instrument as _;
+
 use crate::{audit::Audit, call, connection::Live, metrics::Metrics, token::TokenClient};
 
 /// Largest body excerpt a connection test returns.
@@ -47,15 +49,35 @@ impl EgressApi {
 #[tonic::async_trait]
 impl EgressService for EgressApi {
     async fn call(&self, request: Request<CallRequest>) -> Result<Response<CallResponse>, Status> {
+        let parent = hookyard_core::trace::from_grpc(&request);
         let call = request.into_inner();
         let name = call.connection.clone();
         let method = call.method.clone();
+        // The worker's step is the parent; each attempt is a child span.
+        let span = tracing::info_span!(
+            "call",
+            connection = %name,
+            method = %method,
+            http.response.status_code = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        hookyard_core::trace::adopt(&span, parent);
         let started = Instant::now();
         let connections = self.connections.current();
         let outcome = match connections.get(&name) {
-            Ok(connection) => call::perform(connection, &self.services(), call, None).await,
+            Ok(connection) => {
+                call::perform(connection, &self.services(), call, None)
+                    .instrument(span.clone())
+                    .await
+            }
             Err(error) => Err(error),
         };
+        if let Ok(response) = &outcome {
+            span.record("http.response.status_code", response.status);
+            span.record("attempts", response.attempts);
+        }
+        let _in_call = span.enter();
         match outcome {
             Ok(response) => {
                 self.metrics

@@ -51,11 +51,13 @@ impl TokenClient {
 
     /// A valid access token for `connection`.
     pub(crate) async fn get(&self, connection: &str) -> Result<SecretString, Error> {
+        let mut request = tonic::Request::new(GetTokenRequest {
+            connection: connection.to_owned(),
+        });
+        hookyard_core::trace::to_grpc(&tracing::Span::current(), &mut request);
         let response = self
             .client(connection)?
-            .get_token(GetTokenRequest {
-                connection: connection.to_owned(),
-            })
+            .get_token(request)
             .await
             .map_err(|status| Error::Token {
                 connection: connection.to_owned(),

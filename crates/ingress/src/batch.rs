@@ -59,6 +59,8 @@ pub(crate) struct Pending {
     pub event_id: String,
     pub source: String,
     pub payload: Bytes,
+    /// The request's trace context (`traceparent`, `tracestate`), for the router to continue.
+    pub trace: HeaderMap,
     pub answer: oneshot::Sender<Result<PublishAck, PublishError>>,
 }
 
@@ -298,7 +300,7 @@ fn collapse(batch: Vec<Pending>) -> Vec<Message> {
 }
 
 fn headers(pending: &Pending) -> HeaderMap {
-    let mut headers = HeaderMap::new();
+    let mut headers = pending.trace.clone();
     headers.insert(NATS_MSG_ID, pending.event_id.as_str());
     headers.insert(HEADER_EVENT_ID, pending.event_id.as_str());
     headers.insert(HEADER_SOURCE, pending.source.as_str());

@@ -44,6 +44,7 @@ fn pending(topology: &Topology, event_id: &str, size: usize) -> (Pending, Answer
         event_id: event_id.to_owned(),
         source: "shop".to_owned(),
         payload: Bytes::from(vec![b'x'; size]),
+        trace: async_nats::HeaderMap::new(),
         answer,
     };
     (pending, answered)

@@ -85,7 +85,7 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(hookyard_core::settings::EXIT_CONFIG);
     }
-    hookyard_core::telemetry::init("hookyard-ingress", cli.common.log_format);
+    let _traces = hookyard_core::telemetry::init("hookyard-ingress", cli.common.log_format);
     service::exit_code("ingress", serve(cli, integration).await)
 }
 

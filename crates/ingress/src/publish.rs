@@ -132,11 +132,12 @@ impl Publisher {
         event_id: &str,
         source: &str,
         payload: Bytes,
+        trace: async_nats::HeaderMap,
     ) -> Result<PublishAck, PublishError> {
         if self.capacity.is_full() {
             return Err(PublishError::StoreFull);
         }
-        let result = self.send(subject, event_id, source, payload).await;
+        let result = self.send(subject, event_id, source, payload, trace).await;
         if let Err(error) = &result {
             self.capacity.observe(error);
         }
@@ -149,6 +150,7 @@ impl Publisher {
         event_id: &str,
         source: &str,
         payload: Bytes,
+        trace: async_nats::HeaderMap,
     ) -> Result<PublishAck, PublishError> {
         let (answer, answered) = oneshot::channel();
         let pending = Pending {
@@ -156,6 +158,7 @@ impl Publisher {
             event_id: event_id.to_owned(),
             source: source.to_owned(),
             payload,
+            trace,
             answer,
         };
         self.queue.try_send(pending).map_err(|error| match error {
@@ -184,8 +187,9 @@ mod tests {
             timeout: Duration::from_millis(200),
             capacity: Arc::default(),
         };
-        let waiting = publisher.publish("s".into(), "a", "src", Bytes::new());
-        let refused = publisher.publish("s".into(), "b", "src", Bytes::new());
+        let none = async_nats::HeaderMap::new;
+        let waiting = publisher.publish("s".into(), "a", "src", Bytes::new(), none());
+        let refused = publisher.publish("s".into(), "b", "src", Bytes::new(), none());
         let (waiting, refused) = tokio::join!(waiting, refused);
         assert!(
             matches!(refused, Err(PublishError::Overloaded)),

@@ -39,6 +39,7 @@ use hookyard_core::{
 use hookyard_proto::event::v1::Envelope;
 use http::Method;
 use prost::Message;
+use tracing::Instrument as _;
 
 use crate::{
     Error,
@@ -207,16 +208,27 @@ async fn webhook(State(app): State<Arc<App>>, request: Request) -> Response {
         .sources
         .get(request.uri().path())
         .map_or("", |s| s.name.as_str());
-    match accept(&app, request).await {
-        Ok((response, outcome)) => {
-            app.metrics.request(source, outcome);
-            response
-        }
+    // The sender's trace, when it sent a valid `traceparent`, else a new one.
+    let span = tracing::info_span!(
+        "accept",
+        source,
+        event_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    hookyard_core::trace::adopt(&span, hookyard_core::trace::from_http(request.headers()));
+    let (response, outcome) = match accept(&app, request).instrument(span.clone()).await {
+        Ok((response, outcome)) => (response, outcome),
         Err(error) => {
-            app.metrics.request(source, error.kind());
-            error.into_response()
+            let outcome = error.kind();
+            (error.into_response(), outcome)
         }
-    }
+    };
+    app.metrics.request(source, outcome);
+    span.record("http.response.status_code", response.status().as_u16());
+    span.record("outcome", outcome);
+    response
 }
 
 /// What became of an answered request, for the metrics.
@@ -265,17 +277,17 @@ fn check_head(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
     if !source.client.allows(peer, &parts.headers) {
-        tracing::warn!(source = %source.name, ?peer, "request refused: address not allowed");
+        tracing::warn!(?peer, "request refused: address not allowed");
         return Err(Error::Forbidden);
     }
     source.limits.check_rate().inspect_err(|_| {
-        tracing::info!(source = %source.name, "request refused: rate limit");
+        tracing::info!("request refused: rate limit");
     })?;
     if let Some(outcome) = query_handshake {
         return handshake::answer(source, outcome).map(Some);
     }
     if let Err(reason) = source.auth.check(&parts.headers, parts.uri.query()) {
-        tracing::warn!(source = %source.name, %reason, "request refused: unauthorized");
+        tracing::warn!(%reason, "request refused: unauthorized");
         return Err(Error::Unauthorized(reason));
     }
     source.limits.check_content_type(&parts.headers)?;
@@ -299,13 +311,13 @@ async fn read_body(
     if let Some(signature) = &source.signature {
         // The exact bytes read, before anything could re-encode them.
         verify::verify(signature, &parts.headers, &body, SystemTime::now()).map_err(|reason| {
-            tracing::warn!(source = %source.name, kind = reason.kind(), %reason, "request refused: bad signature");
+            tracing::warn!(kind = reason.kind(), %reason, "request refused: bad signature");
             Error::Signature(reason)
         })?;
     }
     // Refused before any JSON reader (a handshake's, a dedup key's, the router's) can recurse.
     hookyard_core::json::check_body(&body).map_err(|e| {
-        tracing::info!(source = %source.name, "request refused: body nested too deeply");
+        tracing::info!("request refused: body nested too deeply");
         Error::from(e)
     })?;
     Ok(body)
@@ -319,8 +331,9 @@ async fn store(
     envelope: Envelope,
     received_at: Instant,
 ) -> Result<(Response, Outcome), Error> {
+    tracing::Span::current().record("event_id", envelope.id.as_str());
     let unavailable = |cause| {
-        tracing::warn!(source = %source.name, event_id = %envelope.id, error = %cause, "event not stored, answering 503");
+        tracing::warn!(event_id = %envelope.id, error = %cause, "event not stored, answering 503");
         Error::Unavailable {
             retry_after_secs: app.retry_after_secs,
             cause,
@@ -330,7 +343,7 @@ async fn store(
         .await
         .map_err(unavailable)?;
     if recorded == Some(Recorded::Within) {
-        tracing::info!(source = %source.name, event_id = %envelope.id, "duplicate delivery absorbed");
+        tracing::info!(event_id = %envelope.id, "duplicate delivery absorbed");
         return Ok((
             reply::configured(&source.reply, &envelope.id, &source.name),
             "duplicate",
@@ -348,7 +361,14 @@ async fn store(
         ),
     };
     let payload = envelope.encode_to_vec();
-    check_payload(app, source, &envelope, payload.len())?;
+    check_payload(app, &envelope, payload.len())?;
+    let stored = tracing::info_span!(
+        "store",
+        stream_seq = tracing::field::Empty,
+        duplicate = tracing::field::Empty
+    );
+    let mut trace = async_nats::HeaderMap::new();
+    hookyard_core::trace::to_nats(&stored, &mut trace);
     let ack = app
         .publisher
         .publish(
@@ -356,13 +376,16 @@ async fn store(
             &envelope.id,
             &source.name,
             payload.into(),
+            trace,
         )
+        .instrument(stored.clone())
         .await
         .map_err(unavailable)?;
+    stored.record("stream_seq", ack.sequence);
+    stored.record("duplicate", ack.duplicate);
     app.metrics
         .stored(&source.name, received_at.elapsed().as_secs_f64());
     tracing::info!(
-        source = %source.name,
         event_id = %envelope.id,
         stream_seq = ack.sequence,
         duplicate = ack.duplicate,
@@ -379,10 +402,10 @@ async fn store(
     if let Some(subscription) = &mut reply_subscription {
         let left = source.reply.deadline.saturating_sub(received_at.elapsed());
         if let Some(answer) = reply::wait(subscription, left).await {
-            tracing::info!(source = %source.name, event_id = %envelope.id, status = answer.status().as_u16(), "answered with the handler's reply");
+            tracing::info!(event_id = %envelope.id, status = answer.status().as_u16(), "answered with the handler's reply");
             return Ok((answer, "replied"));
         }
-        tracing::info!(source = %source.name, event_id = %envelope.id, "no handler reply within the deadline, answering with the configured reply");
+        tracing::info!(event_id = %envelope.id, "no handler reply within the deadline, answering with the configured reply");
     }
     Ok((
         reply::configured(&source.reply, &envelope.id, &source.name),
@@ -407,15 +430,10 @@ async fn dedup_record(
 
 /// NATS refuses a message over the server's `max_payload` whatever happens, so a retry could
 /// never succeed: that is the sender's body being too large (413), not an outage (503).
-fn check_payload(
-    app: &App,
-    source: &SourceEntry,
-    envelope: &Envelope,
-    payload: usize,
-) -> Result<(), Error> {
+fn check_payload(app: &App, envelope: &Envelope, payload: usize) -> Result<(), Error> {
     let max_payload = app.nats.server_info().max_payload;
     if max_payload > 0 && payload + NATS_HEADER_ALLOWANCE > max_payload {
-        tracing::warn!(source = %source.name, event_id = %envelope.id, bytes = payload, max_payload, "event larger than the broker's max_payload");
+        tracing::warn!(event_id = %envelope.id, bytes = payload, max_payload, "event larger than the broker's max_payload");
         let overhead = payload - envelope.body.len() + NATS_HEADER_ALLOWANCE;
         return Err(Error::BodyTooLarge {
             limit: u64::try_from(max_payload.saturating_sub(overhead)).unwrap_or(u64::MAX),
@@ -425,6 +443,10 @@ fn check_payload(
 }
 
 fn log_too_large(source: &SourceEntry, error: Error) -> Error {
-    tracing::info!(source = %source.name, limit = source.max_body_bytes, kind = error.kind(), "request body refused");
+    tracing::info!(
+        limit = source.max_body_bytes,
+        kind = error.kind(),
+        "request body refused"
+    );
     error
 }

@@ -13,7 +13,7 @@ use hookyard_core::{
 use hookyard_proto::event::v1::Envelope;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
 use crate::{
     Error, ROUTER_CONCURRENCY,
@@ -54,7 +54,23 @@ pub(crate) async fn run(consumer: PullConsumer, ctx: Arc<Context>, stop: &Cancel
     while tasks.join_next().await.is_some() {}
 }
 
+/// Routes one inbound message within its `route` span, continuing the trace ingress stored in
+/// the message's headers.
 async fn handle(ctx: &Context, msg: jetstream::Message) {
+    let span = tracing::info_span!(
+        "route",
+        source = tracing::field::Empty,
+        event_id = tracing::field::Empty,
+        event_type = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    hookyard_core::trace::adopt(&span, hookyard_core::trace::from_nats(msg.headers.as_ref()));
+    route_and_answer(ctx, msg).instrument(span).await;
+}
+
+async fn route_and_answer(ctx: &Context, msg: jetstream::Message) {
     let (delivered, sequence) = msg
         .info()
         .map(|i| (i.delivered, i.stream_sequence))
@@ -65,6 +81,9 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
         .unwrap_or_default()
         .to_owned();
     let attempts = u32::try_from(delivered).unwrap_or(u32::MAX);
+    let span = tracing::Span::current();
+    span.record("source", source.as_str());
+    span.record("attempt", attempts);
     // Past the bound, whatever happened to the earlier deliveries (a failure each time, or a
     // router that died on this message before it could answer) is not tried again.
     let routed = if attempts > ctx.max_deliver {
@@ -81,6 +100,7 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
             routed => routed,
         }
     };
+    span.record("outcome", routed.as_ref().map_or("retry", |o| *o));
     match routed {
         Ok(outcome) => {
             ctx.metrics.event(&source, outcome);
@@ -150,6 +170,7 @@ async fn route_one(
                 .map(|()| "bad_event");
         }
     };
+    tracing::Span::current().record("event_id", event.id.as_str());
     // The table is fixed for this attempt: a reload meanwhile applies to the next event.
     let integration = ctx.table.current();
     match route::decide(&integration, &event) {
@@ -157,6 +178,7 @@ async fn route_one(
             event_type,
             handlers,
         } => {
+            tracing::Span::current().record("event_type", event_type.as_str());
             let stored =
                 publish::work_items(&ctx.js, &ctx.topology, &event, &event_type, &handlers).await?;
             debug!(event_id = %event.id, source = %event.source, event_type, handlers = handlers.len(), "event routed");

@@ -78,7 +78,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(hookyard_core::settings::EXIT_CONFIG);
         }
     };
-    hookyard_core::telemetry::init("hookyard-router", cli.common.log_format);
+    let _traces = hookyard_core::telemetry::init("hookyard-router", cli.common.log_format);
     service::exit_code("router", serve(cli, integration, admin_token).await)
 }
 

@@ -48,6 +48,8 @@ pub(crate) async fn work_items(
         );
         headers.insert(HEADER_EVENT_ID, event.id.as_str());
         headers.insert(HEADER_HANDLER, handler.as_str());
+        // The worker continues the event's trace from the route span.
+        hookyard_core::trace::to_nats(&tracing::Span::current(), &mut headers);
         work::store(js, topology, handler, headers, item.encode_to_vec().into())
     });
     join_all(stores)

@@ -4,6 +4,7 @@
 //! `oauth2` parses the body.
 
 use std::{collections::BTreeMap, time::Duration};
+use tracing::Instrument as _;
 
 use hookyard_core::config::{ClientAuth, ConnectionAuth, Secret, oauth2::client_of};
 use oauth2::{
@@ -411,11 +412,14 @@ async fn send(client: reqwest::Client, request: HttpRequest) -> Result<HttpRespo
     // Errors lose their URL: a token URL is no secret, but nothing here needs it either.
     let request =
         reqwest::Request::try_from(request).map_err(|e| Transport::Send(e.without_url()))?;
+    let span = tracing::info_span!("fetch", http.response.status_code = tracing::field::Empty);
     let mut response = client
         .execute(request)
+        .instrument(span.clone())
         .await
         .map_err(|e| Transport::Send(e.without_url()))?;
     let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
     if status.is_server_error()
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT

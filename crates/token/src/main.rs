@@ -77,7 +77,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(hookyard_core::settings::EXIT_CONFIG);
         }
     };
-    hookyard_core::telemetry::init("hookyard-token", cli.common.log_format);
+    let _traces = hookyard_core::telemetry::init("hookyard-token", cli.common.log_format);
     service::exit_code_with("token service", serve(&cli, integration, keys).await, |e| {
         match e.downcast_ref::<hookyard_token::Error>() {
             Some(

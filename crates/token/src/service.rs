@@ -6,6 +6,7 @@ use hookyard_proto::token::v1::{
 };
 use secrecy::ExposeSecret;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use tonic::{Request, Response, Status};
 
@@ -29,8 +30,22 @@ impl TokenService for TokenApi {
         &self,
         request: Request<GetTokenRequest>,
     ) -> Result<Response<GetTokenResponse>, Status> {
+        let parent = hookyard_core::trace::from_grpc(&request);
         let connection = request.into_inner().connection;
-        let result = self.tokens.current().get(&connection).await;
+        // Egress's call is the parent; a request to the authorization server is a child span.
+        let span = tracing::info_span!(
+            "token",
+            connection = %connection,
+            outcome = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        hookyard_core::trace::adopt(&span, parent);
+        let result = self
+            .tokens
+            .current()
+            .get(&connection)
+            .instrument(span.clone())
+            .await;
         let code = result
             .as_ref()
             .map_or_else(|e| Status::from(&**e).code(), |_| tonic::Code::Ok);
@@ -41,6 +56,8 @@ impl TokenService for TokenApi {
             connection.as_str()
         };
         self.metrics.request(label, code);
+        span.record("outcome", tracing::field::debug(code));
+        let _in_token = span.enter();
         match result {
             Ok(token) => Ok(Response::new(GetTokenResponse {
                 access_token: token.access_token.expose_secret().to_owned(),

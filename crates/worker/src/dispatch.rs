@@ -17,7 +17,7 @@ use hookyard_proto::{
 };
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
 use crate::{
     Error,
@@ -50,11 +50,26 @@ pub(crate) struct HandlerContext {
 
 /// Handles one delivery. When `abort` is cancelled (the shutdown grace ran out) the attempt is
 /// dropped and the message returned to the stream with a plain NAK.
+/// Handles one delivery within its `deliver` span, continuing the trace the router stored in
+/// the work item's headers.
 pub(crate) async fn handle(
     ctx: &HandlerContext,
     msg: jetstream::Message,
     abort: &CancellationToken,
 ) {
+    let span = tracing::info_span!(
+        "deliver",
+        handler = %ctx.name,
+        event_id = header(&msg, HEADER_EVENT_ID).unwrap_or_default(),
+        attempt = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    hookyard_core::trace::adopt(&span, hookyard_core::trace::from_nats(msg.headers.as_ref()));
+    deliver(ctx, msg, abort).instrument(span).await;
+}
+
+async fn deliver(ctx: &HandlerContext, msg: jetstream::Message, abort: &CancellationToken) {
     let deliveries = msg
         .info()
         .map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX))
@@ -63,6 +78,7 @@ pub(crate) async fn handle(
     // The attempt this delivery is: deliveries handed back unstarted at a shutdown do not count.
     let returned = crate::returns::returned(ctx, &msg, deliveries).await;
     let delivered = deliveries - returned;
+    tracing::Span::current().record("attempt", delivered);
     let Some((attempt, item)) = attempt_of(ctx, &msg, delivered, deliveries, abort).await else {
         return;
     };
@@ -72,6 +88,7 @@ pub(crate) async fn handle(
         ctx.handler.max_deliver,
         &ctx.handler.backoff,
     );
+    tracing::Span::current().record("outcome", verdict.label());
     ctx.records
         .record(&ctx.name, item.as_ref(), delivered, &attempt, &verdict);
     settle(ctx, &msg, item, attempt, delivered, returned, verdict).await;
@@ -119,7 +136,10 @@ async fn attempt_of(
         Ok(item) => match timed_attempt(ctx, msg, &item, deliveries, abort).await {
             Some(attempt) => (attempt, Some(item)),
             None => {
-                info!(handler = %ctx.name, attempt = delivered, "shutdown grace ran out, returning the event");
+                info!(
+                    attempt = delivered,
+                    "shutdown grace ran out, returning the event"
+                );
                 nak(msg, None).await;
                 return None;
             }
@@ -149,12 +169,11 @@ async fn settle(
         Verdict::Ack => {
             end_delivery(ctx, msg, returned).await;
             // One line per handled event: operators (and the compose test) count deliveries per replica.
-            info!(handler = %ctx.name, event_id, attempt = delivered, "event handled");
-            ack(ctx, msg).await;
+            info!(event_id, attempt = delivered, "event handled");
+            ack(msg).await;
         }
         Verdict::Retry(delay) => {
             warn!(
-                handler = %ctx.name,
                 event_id,
                 attempt = delivered,
                 status = status_of(&attempt),
@@ -166,7 +185,6 @@ async fn settle(
         }
         Verdict::Wait { delay, reason } => {
             info!(
-                handler = %ctx.name,
                 event_id,
                 attempt = delivered,
                 wait = reason.label(),
@@ -178,7 +196,6 @@ async fn settle(
         }
         Verdict::DeadLetter(reason) => {
             warn!(
-                handler = %ctx.name,
                 event_id,
                 attempt = delivered,
                 status = status_of(&attempt),
@@ -219,11 +236,11 @@ async fn give_up(
     match dead_letter(ctx, msg, letter).await {
         Ok(()) => {
             end_delivery(ctx, msg, returned).await;
-            ack(ctx, msg).await;
+            ack(msg).await;
         }
         Err(error) => {
             let delay = backoff_delay(&ctx.handler.backoff, delivered);
-            warn!(handler = %ctx.name, event_id, error = %report(&error), retry_in_ms = millis(delay), "failed to dead-letter, retrying");
+            warn!(event_id, error = %report(&error), retry_in_ms = millis(delay), "failed to dead-letter, retrying");
             nak(msg, Some(delay)).await;
         }
     }
@@ -302,17 +319,17 @@ async fn attempt_with_progress(
             attempt = &mut work => return Some(attempt),
             _ = progress.tick() => {
                 if let Err(error) = msg.ack_with(AckKind::Progress).await {
-                    warn!(handler = %ctx.name, error = %report(&*error), "failed to send progress");
+                    warn!(error = %report(&*error), "failed to send progress");
                 }
             }
         }
     }
 }
 
-async fn ack(ctx: &HandlerContext, msg: &jetstream::Message) {
+async fn ack(msg: &jetstream::Message) {
     // A double ack: the server confirms it, so an outcome reported done is not redelivered.
     if let Err(error) = msg.double_ack().await {
-        warn!(handler = %ctx.name, error = %report(&*error), "failed to ack, the event may be redelivered");
+        warn!(error = %report(&*error), "failed to ack, the event may be redelivered");
     }
 }
 

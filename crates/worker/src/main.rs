@@ -70,7 +70,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     let integration = Arc::new(integration);
-    hookyard_core::telemetry::init("hookyard-worker", cli.common.log_format);
+    let _traces = hookyard_core::telemetry::init("hookyard-worker", cli.common.log_format);
     service::exit_code_with("worker", serve(cli, integration).await, |e| {
         let config = e
             .downcast_ref::<hookyard_worker::Error>()

@@ -9,6 +9,7 @@ use async_nats::jetstream;
 use hookyard_core::config::{HttpStep, PublishStep, ReplyStep, Step, TransformStep};
 use hookyard_proto::event::v1::WorkItem;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use crate::{
     call::{self, Scope},
@@ -49,7 +50,25 @@ pub(crate) async fn run(
             response: progress.response.as_ref(),
             steps: &results,
         };
-        let result = match run_step(ctx, index, step, &key, scope).await {
+        let span = tracing::info_span!(
+            "step",
+            index,
+            r#type = step.kind(),
+            name = step.given_name().unwrap_or_default(),
+            outcome = tracing::field::Empty,
+        );
+        let ran = run_step(ctx, index, step, &key, scope)
+            .instrument(span.clone())
+            .await;
+        span.record(
+            "outcome",
+            match &ran {
+                Ok(Some(_)) => "done",
+                Ok(None) => "skipped",
+                Err(_) => "failed",
+            },
+        );
+        let result = match ran {
             Ok(result) => result,
             Err(attempt) => return attempt,
         };
@@ -133,6 +152,8 @@ async fn http(
         .map_or(DEFAULT_CALL_DEADLINE, |c| c.timeout * CALL_DEADLINE_FACTOR);
     let mut request = tonic::Request::new(request);
     request.set_timeout(deadline);
+    // Egress continues the trace from this step's span.
+    hookyard_core::trace::to_grpc(&tracing::Span::current(), &mut request);
     match ctx.egress.clone().call(request).await {
         Ok(response) => {
             let response = response.into_inner();

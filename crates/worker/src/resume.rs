@@ -47,12 +47,12 @@ pub(crate) async fn load(
     };
     match ctx.steps.get(&key).await {
         Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            warn!(handler = %ctx.name, error = %e, "unreadable step progress, starting from the first step");
+            warn!(error = %e, "unreadable step progress, starting from the first step");
             Progress::default()
         }),
         Ok(None) => Progress::default(),
         Err(e) => {
-            warn!(handler = %ctx.name, error = %report(&e), "failed to read step progress, starting from the first step");
+            warn!(error = %report(&e), "failed to read step progress, starting from the first step");
             Progress::default()
         }
     }
@@ -66,12 +66,12 @@ pub(crate) async fn save(ctx: &HandlerContext, msg: &jetstream::Message, progres
     let bytes = match serde_json::to_vec(progress) {
         Ok(bytes) => bytes,
         Err(e) => {
-            warn!(handler = %ctx.name, error = %e, "failed to encode step progress");
+            warn!(error = %e, "failed to encode step progress");
             return;
         }
     };
     if let Err(e) = ctx.steps.put(&key, bytes.into()).await {
-        warn!(handler = %ctx.name, error = %report(&e), step = progress.next, "failed to keep step progress; a retry would repeat the completed steps");
+        warn!(error = %report(&e), step = progress.next, "failed to keep step progress; a retry would repeat the completed steps");
     }
 }
 
@@ -83,6 +83,6 @@ pub(crate) async fn forget(ctx: &HandlerContext, msg: &jetstream::Message) {
     if let Some(key) = key(ctx, msg)
         && let Err(e) = ctx.steps.purge_with_ttl(&key, MARKER_TTL).await
     {
-        warn!(handler = %ctx.name, error = %report(&e), "failed to remove step progress");
+        warn!(error = %report(&e), "failed to remove step progress");
     }
 }

@@ -70,7 +70,7 @@ pub(crate) async fn returned(
     match read(&ctx.returns, &key).await {
         Ok(n) => n.min(delivered - 1),
         Err(e) => {
-            warn!(handler = %ctx.name, error = %report(&e), "failed to read returned deliveries");
+            warn!(error = %report(&e), "failed to read returned deliveries");
             0
         }
     }
@@ -82,6 +82,6 @@ pub(crate) async fn forget(ctx: &HandlerContext, msg: &jetstream::Message) {
     if let Some(key) = key(ctx, msg)
         && let Err(e) = ctx.returns.purge(&key).await
     {
-        warn!(handler = %ctx.name, error = %report(&e), "failed to remove a returned-delivery count");
+        warn!(error = %report(&e), "failed to remove a returned-delivery count");
     }
 }
