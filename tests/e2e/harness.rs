@@ -92,6 +92,8 @@ impl Stack {
         dir: &std::path::Path,
         consent: Option<TcpListener>,
     ) -> anyhow::Result<Self> {
+        // Before any service runs, so every log line and span of theirs is captured.
+        crate::observed::observed();
         let integration = Arc::new(Integration::parse(config, &env).context("test config")?);
         let nats = Nats::start().await?;
         let mut topology = Topology::new(&unique_namespace("e2e"));
@@ -352,12 +354,38 @@ impl Stack {
     }
 
     /// Stops every service (gracefully) and waits for them.
+    /// Stops every service, then fails the test if any log line or span of this process
+    /// holds one of the stacks' secrets.
     pub async fn stop(self) {
         self.shutdown.cancel();
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
+        if let Some(observed) = crate::observed::observed()
+            && let Err(e) = observed.assert_none_holds(&secrets())
+        {
+            panic!("{e:#}");
+        }
     }
+}
+
+/// Every secret the stacks are configured with, as written and as they travel.
+pub fn secrets() -> Vec<&'static str> {
+    use base64::Engine as _;
+    static BASIC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let basic = BASIC.get_or_init(|| {
+        base64::engine::general_purpose::STANDARD.encode(format!("{SHOP_USER}:{SHOP_PASSWORD}"))
+    });
+    let key = TOKEN_KEY.split_once(':').map_or(TOKEN_KEY, |(_, k)| k);
+    vec![
+        SHOP_PASSWORD,
+        ERP_CLIENT_SECRET,
+        STRIPE_WEBHOOK_SECRET,
+        hookyard_testkit::oauth::CLIENT_SECRET,
+        ADMIN_TOKEN,
+        key,
+        basic,
+    ]
 }
 
 /// Requests wiremock received on `path`, in arrival order.

@@ -9,6 +9,7 @@
 //! reached over real TCP (HTTP and gRPC) — see `harness`.
 
 mod harness;
+mod observed;
 
 mod consent;
 mod delivery;
@@ -22,3 +23,4 @@ mod programs;
 mod refusals;
 mod reply;
 mod retry;
+mod traces;

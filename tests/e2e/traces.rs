@@ -1,32 +1,20 @@
 //! One webhook is one OpenTelemetry trace across the five real services, exported over OTLP to
 //! a receiver in this test, and the partner receives the same trace in `traceparent`.
 //!
-//! Its own test binary: the spans go through this process's global subscriber (the one every
-//! service installs, `hookyard_core::telemetry::subscriber`), which the other end-to-end tests
-//! must not share.
+//! The spans go through this process's global subscriber, the one every service installs
+//! (see `observed`), to its OTLP receiver.
 
-// The harness serves every end-to-end test; this binary uses part of it.
-#[allow(dead_code)]
-#[path = "../e2e/harness.rs"]
-mod harness;
+use std::collections::HashMap;
 
-use std::{
-    collections::HashMap,
-    io::Write,
-    sync::{Arc, Mutex},
+use crate::{
+    harness::{
+        self, PATIENCE, SHOP_PASSWORD, SHOP_USER, Stack, auth_server, header, requests_to,
+        shop_config, wait_requests,
+    },
+    observed,
 };
-
 use anyhow::Context as _;
-use axum::{Router, body::Bytes, extract::State, routing::post};
-use harness::{
-    ERP_CLIENT_SECRET, PATIENCE, SHOP_PASSWORD, SHOP_USER, Stack, auth_server, header, requests_to,
-    shop_config, wait_requests,
-};
-use hookyard_core::telemetry::LogFormat;
-use opentelemetry_proto::tonic::{
-    collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value, trace::v1::Span,
-};
-use prost::Message as _;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
 const ORDERS: &str = r#"
@@ -45,67 +33,6 @@ body = { jq = "{ external_id: .order.id }" }
 const TOKEN: &str = "token-from-as-for-traces";
 const SENDER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SENDER_SPAN: &str = "00f067aa0ba902b7";
-
-/// Spans the receiver got, as exported.
-#[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<Span>>>);
-
-impl Received {
-    fn all(&self) -> Vec<Span> {
-        self.0.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-}
-
-/// An OTLP/HTTP trace receiver on loopback; its base URL.
-async fn receiver() -> anyhow::Result<(Received, String)> {
-    let received = Received::default();
-    let app = Router::new()
-        .route("/v1/traces", post(export))
-        .with_state(received.clone());
-    let (listener, url) = hookyard_testkit::listener().await?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((received, url))
-}
-
-async fn export(State(received): State<Received>, body: Bytes) -> Vec<u8> {
-    if let (Ok(request), Ok(mut spans)) = (
-        ExportTraceServiceRequest::decode(body.as_ref()),
-        received.0.lock(),
-    ) {
-        for resource in request.resource_spans {
-            for scope in resource.scope_spans {
-                spans.extend(scope.spans);
-            }
-        }
-    }
-    Vec::new()
-}
-
-/// Log lines the services wrote, as the JSON subscriber writes them.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut all) = self.0.lock() {
-            all.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        self.0
-            .lock()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-}
 
 fn hex_id(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -145,19 +72,9 @@ const PARENTS: [(&str, &str); 8] = [
     ("fetch", "token"),
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn one_webhook_is_one_trace_through_five_services_to_the_partner() -> anyhow::Result<()> {
-    let (received, url) = receiver().await?;
-    let (traces, tracer) =
-        hookyard_core::trace::start("hookyard-e2e", Some(&url)).map_err(anyhow::Error::msg)?;
-    let logs = Logs::default();
-    let writer = logs.clone();
-    tracing::subscriber::set_global_default(hookyard_core::telemetry::subscriber(
-        LogFormat::Json,
-        Some(tracer),
-        move || writer.clone(),
-    ))?;
-
+    let observed = observed::observed().context("the log and span capture")?;
     let auth = auth_server(TOKEN, 3600).await;
     let partner = MockServer::start().await;
     Mock::given(matchers::method("POST"))
@@ -171,7 +88,7 @@ async fn one_webhook_is_one_trace_through_five_services_to_the_partner() -> anyh
     let parent = format!("00-{SENDER_TRACE}-{SENDER_SPAN}-01");
     send(&stack, "trace-1", "o-7001", Some(&parent)).await?;
     wait_requests(&partner, "/v1/orders", 1).await?;
-    let first = wait_trace(&traces, &received, SENDER_TRACE).await?;
+    let first = wait_trace(observed, SENDER_TRACE).await?;
     assert_eq!(hex_id(&first["accept"].parent_span_id), SENDER_SPAN);
     check_chain(&first)?;
     // The first call fetched the token: the token service's spans are in the trace.
@@ -190,7 +107,7 @@ async fn one_webhook_is_one_trace_through_five_services_to_the_partner() -> anyh
     let seen = header(call, "traceparent").context("the partner got a traceparent")?;
     let trace = seen.split('-').nth(1).context("a trace id")?.to_owned();
     assert_ne!(trace, SENDER_TRACE);
-    let second = wait_trace(&traces, &received, &trace).await?;
+    let second = wait_trace(observed, &trace).await?;
     assert!(
         second["accept"].parent_span_id.is_empty(),
         "a new root at ingress"
@@ -199,7 +116,7 @@ async fn one_webhook_is_one_trace_through_five_services_to_the_partner() -> anyh
     check_partner_saw(&partner, 1, &trace, &second["attempt"]).await?;
 
     // Log lines within an event's spans carry its trace id.
-    let text = logs.text();
+    let text = observed.logs();
     let accepted = text
         .lines()
         .filter(|l| l.contains("\"event accepted\""))
@@ -208,7 +125,12 @@ async fn one_webhook_is_one_trace_through_five_services_to_the_partner() -> anyh
         accepted.iter().any(|l| l.contains(SENDER_TRACE)),
         "the accept log line carries the sender's trace id: {accepted:?}"
     );
-    no_secret_in(&received.all(), &text)
+    // Neither the secrets nor the order's content.
+    let mut forbidden = harness::secrets();
+    forbidden.extend([TOKEN, "o-7001", "o-7002"]);
+    observed.assert_none_holds(&forbidden)?;
+    stack.stop().await;
+    Ok(())
 }
 
 /// Sends an order webhook, with the sender's `traceparent` when given.
@@ -235,13 +157,11 @@ async fn send(
 
 /// The spans of `trace` once ingress's, router's, worker's and egress's have arrived.
 async fn wait_trace(
-    traces: &hookyard_core::trace::Traces,
-    received: &Received,
+    observed: &observed::Observed,
     trace: &str,
 ) -> anyhow::Result<HashMap<String, Span>> {
     hookyard_testkit::wait_for(PATIENCE, "the trace's spans to be exported", || async {
-        traces.flush();
-        let spans = by_name(&received.all(), trace);
+        let spans = by_name(&observed.spans(), trace);
         [
             "accept", "store", "route", "deliver", "step", "call", "attempt",
         ]
@@ -249,7 +169,7 @@ async fn wait_trace(
         .all(|n| spans.contains_key(*n))
     })
     .await?;
-    Ok(by_name(&received.all(), trace))
+    Ok(by_name(&observed.spans(), trace))
 }
 
 /// Every span of the chain is the child of the one before it (the token's only when the call
@@ -293,47 +213,6 @@ async fn check_partner_saw(
     anyhow::ensure!(
         parts[2] == hex_id(&attempt.span_id),
         "the partner's parent is the egress attempt"
-    );
-    Ok(())
-}
-
-/// No span attribute and no log line holds the sender's password, the client secret, the
-/// access token, or the order's content.
-fn no_secret_in(spans: &[Span], logs: &str) -> anyhow::Result<()> {
-    use base64::Engine as _;
-    let basic =
-        base64::engine::general_purpose::STANDARD.encode(format!("{SHOP_USER}:{SHOP_PASSWORD}"));
-    let forbidden = [
-        SHOP_PASSWORD,
-        ERP_CLIENT_SECRET,
-        TOKEN,
-        &basic,
-        "o-7001",
-        "o-7002",
-    ];
-    let mut values = Vec::new();
-    for span in spans {
-        for attribute in &span.attributes {
-            if let Some(Value::StringValue(v)) =
-                attribute.value.as_ref().and_then(|v| v.value.as_ref())
-            {
-                values.push(format!("{}={v}", attribute.key));
-            }
-        }
-    }
-    for secret in forbidden {
-        anyhow::ensure!(
-            !values.iter().any(|v| v.contains(secret)),
-            "a span attribute holds {secret:?}"
-        );
-        anyhow::ensure!(!logs.contains(secret), "a log line holds {secret:?}");
-    }
-    eprintln!(
-        "secrets scan: {} spans with {} string attributes, {} log lines, none holds any of {} values",
-        spans.len(),
-        values.len(),
-        logs.lines().count(),
-        forbidden.len()
     );
     Ok(())
 }
