@@ -152,7 +152,10 @@ async fn ensure_bucket(
     let bucket = config.bucket.clone();
     js.create_or_update_key_value(config)
         .await
-        .map_err(|source| BucketSetupError { bucket, source })
+        .map_err(|source| BucketSetupError {
+            bucket,
+            source: source.into(),
+        })
 }
 
 /// Names of hookyard's streams, subjects and consumers within one namespace.
@@ -493,7 +496,10 @@ impl Topology {
         let bucket = config.bucket.clone();
         js.create_or_update_key_value(config)
             .await
-            .map_err(|source| BucketSetupError { bucket, source })
+            .map_err(|source| BucketSetupError {
+                bucket,
+                source: source.into(),
+            })
     }
 
     /// Settings of the `HOOKYARD_POLL_CURSORS` bucket: history 1, file storage, no age limit (a
@@ -609,7 +615,10 @@ impl Topology {
             let store = js
                 .create_or_update_key_value(config)
                 .await
-                .map_err(|source| BucketSetupError { bucket, source })?;
+                .map_err(|source| BucketSetupError {
+                    bucket,
+                    source: source.into(),
+                })?;
             stores.push(store);
         }
         let leases = stores.pop();
@@ -626,9 +635,33 @@ impl Topology {
     ) -> Result<kv::Store, BucketSetupError> {
         let config = self.dedup_config();
         let bucket = config.bucket.clone();
-        js.create_or_update_key_value(config)
+        let failed = |source: async_nats::Error| BucketSetupError {
+            bucket: bucket.clone(),
+            source,
+        };
+        let store = js
+            .create_or_update_key_value(config)
             .await
-            .map_err(|source| BucketSetupError { bucket, source })
+            .map_err(|e| failed(e.into()))?;
+        // Ingress writes the records of a group of events as one atomic batch; the bucket's
+        // settings cannot say so, its stream's can.
+        let mut stream = js
+            .get_stream(self.dedup_stream())
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let mut settings = stream
+            .info()
+            .await
+            .map_err(|e| failed(e.into()))?
+            .config
+            .clone();
+        if !settings.allow_atomic_publish {
+            settings.allow_atomic_publish = true;
+            js.update_stream(settings)
+                .await
+                .map_err(|e| failed(e.into()))?;
+        }
+        Ok(store)
     }
 
     /// Creates or updates `HOOKYARD_IN`.
@@ -687,7 +720,7 @@ pub struct BucketSetupError {
     /// Bucket name.
     pub bucket: String,
     #[source]
-    source: jetstream::context::CreateKeyValueError,
+    source: async_nats::Error,
 }
 
 async fn ensure(js: &jetstream::Context, config: stream::Config) -> Result<(), StreamSetupError> {

@@ -223,59 +223,66 @@ impl Sender {
 
     /// Sends `messages` as one atomic batch and returns each message's ack.
     async fn atomic(&self, messages: &[Message]) -> Result<Vec<PublishAck>, PublishError> {
-        // A fresh inbox ends in a unique token (a nuid, 22 characters; JetStream allows 64).
-        let inbox = self.client.new_inbox();
-        let id = inbox.rsplit('.').next().unwrap_or(&inbox).to_owned();
-        let last = messages.len();
-        let rejected = |kind: PublishErrorKind| PublishError::Rejected {
-            kind,
-            source: kind.into(),
-        };
-        let commit = async {
-            for (i, message) in messages.iter().enumerate() {
-                let pending = &message.first;
-                let mut headers = headers(pending);
-                headers.insert("Nats-Batch-Id", id.as_str());
-                headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
-                if i + 1 < last {
-                    self.client
-                        .publish_with_headers(
-                            pending.subject.clone(),
-                            headers,
-                            pending.payload.clone(),
-                        )
-                        .await
-                        .map_err(|_| rejected(PublishErrorKind::Other))?;
-                } else {
-                    headers.insert("Nats-Batch-Commit", "1");
-                    let reply = self
-                        .client
-                        .request_with_headers(
-                            pending.subject.clone(),
-                            headers,
-                            pending.payload.clone(),
-                        )
-                        .await
-                        .map_err(|error| match error.kind() {
-                            RequestErrorKind::TimedOut => PublishError::Timeout(self.timeout),
-                            RequestErrorKind::NoResponders => {
-                                rejected(PublishErrorKind::StreamNotFound)
-                            }
-                            RequestErrorKind::MaxPayloadExceeded => {
-                                rejected(PublishErrorKind::MaxPayloadExceeded)
-                            }
-                            _ => rejected(PublishErrorKind::Other),
-                        })?;
-                    return Ok(reply.payload);
-                }
-            }
-            unreachable!("a batch has a last message")
-        };
-        let payload = tokio::time::timeout(self.timeout, commit)
-            .await
-            .map_err(|_| PublishError::Timeout(self.timeout))??;
-        acks(&payload, last)
+        let batch = messages.iter().map(|m| {
+            let pending = &m.first;
+            (
+                pending.subject.clone(),
+                headers(pending),
+                pending.payload.clone(),
+            )
+        });
+        let payload = atomic(&self.client, self.timeout, batch.collect()).await?;
+        acks(&payload, messages.len())
     }
+}
+
+/// Sends `messages` (subject, headers, payload) as one atomic JetStream batch and returns the
+/// commit's answer: a PubAck for all of them, or the server's refusal (see [`acks`]).
+pub(crate) async fn atomic(
+    client: &async_nats::Client,
+    timeout: Duration,
+    messages: Vec<(String, HeaderMap, Bytes)>,
+) -> Result<Bytes, PublishError> {
+    // A fresh inbox ends in a unique token (a nuid, 22 characters; JetStream allows 64).
+    let inbox = client.new_inbox();
+    let id = inbox.rsplit('.').next().unwrap_or(&inbox).to_owned();
+    let last = messages.len();
+    let rejected = |kind: PublishErrorKind| PublishError::Rejected {
+        kind,
+        source: kind.into(),
+    };
+    let commit = async {
+        for (i, (subject, mut headers, payload)) in messages.into_iter().enumerate() {
+            headers.insert("Nats-Batch-Id", id.as_str());
+            headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+            if i + 1 < last {
+                client
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+                    .map_err(|_| rejected(PublishErrorKind::Other))?;
+            } else {
+                headers.insert("Nats-Batch-Commit", "1");
+                let reply = client
+                    .request_with_headers(subject, headers, payload)
+                    .await
+                    .map_err(|error| match error.kind() {
+                        RequestErrorKind::TimedOut => PublishError::Timeout(timeout),
+                        RequestErrorKind::NoResponders => {
+                            rejected(PublishErrorKind::StreamNotFound)
+                        }
+                        RequestErrorKind::MaxPayloadExceeded => {
+                            rejected(PublishErrorKind::MaxPayloadExceeded)
+                        }
+                        _ => rejected(PublishErrorKind::Other),
+                    })?;
+                return Ok(reply.payload);
+            }
+        }
+        Err(rejected(PublishErrorKind::Other))
+    };
+    tokio::time::timeout(timeout, commit)
+        .await
+        .map_err(|_| PublishError::Timeout(timeout))?
 }
 
 /// Groups the requests of a batch by event id, dropping requests nobody waits for anymore.
@@ -331,7 +338,7 @@ struct ApiError {
 
 /// One ack per message from the batch's PubAck: the last message has `seq`, the others the
 /// sequences before it.
-fn acks(payload: &[u8], messages: usize) -> Result<Vec<PublishAck>, PublishError> {
+pub(crate) fn acks(payload: &[u8], messages: usize) -> Result<Vec<PublishAck>, PublishError> {
     let reply: CommitReply =
         serde_json::from_slice(payload).map_err(|_| PublishError::BatchRejected {
             err_code: 0,

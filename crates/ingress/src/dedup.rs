@@ -6,8 +6,10 @@
 //! in the `HOOKYARD_DEDUP` bucket: a record whose receive time is within the source's window
 //! means the event is already stored, and the sender gets 202 with the same id without a
 //! second copy. After the PubAck the id is recorded, in the background so the answer does not
-//! wait for it; a record older than the window is replaced, so the window runs from the last
-//! accepted copy. The bucket keeps a record for `StreamLimits::dedup_window` (7 days), the
+//! wait for it: records wait in a queue and one task writes whatever is waiting as one atomic
+//! batch of puts (the bucket's stream allows atomic publishing), so under load recording costs
+//! one commit per group of events, as storing them does, not a lone write per event. A put
+//! replaces a record older than the window, so the window runs from the last accepted copy. The bucket keeps a record for `StreamLimits::dedup_window` (7 days), the
 //! longest window a source may have; a record is ~150 bytes on disk.
 //!
 //! A source whose window is off (the default when its event id is the body hash, where two
@@ -17,32 +19,53 @@
 //! A lookup that fails is NATS trouble, answered 503 like a failed publish: guessing "not seen"
 //! could store a duplicate, guessing "seen" could acknowledge an event that is not stored. A
 //! failed record only costs the long window for that one event (the stream window still holds),
-//! so it is logged and the event stays accepted. Two replicas racing on one id both publish; the
-//! stream's msg-id dedup stores it once and the second write finds the key already written.
+//! so it is logged and the event stays accepted; so is a record dropped because too many wait.
+//! Two replicas racing on one id both publish; the stream's msg-id dedup stores it once and
+//! both records say the same.
 
 use std::{sync::OnceLock, time::Duration};
 
 use async_nats::{
     connection::State,
-    jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind},
+    jetstream::{
+        self,
+        kv::{self, Operation},
+    },
 };
 use bytes::Bytes;
+use tokio::sync::mpsc;
 
 use crate::publish::PublishError;
 
-/// The bucket handle (once the background setup has created it) and the bound on each call.
+/// Records waiting to be written; past it a record is dropped with a warning (the event stays
+/// stored; only its long window is lost).
+const RECORDS_QUEUE: usize = 16 * 1024;
+
+/// The bucket handle (once the background setup has created it), the bound on each call, and
+/// the queue of records to write.
 pub(crate) struct Dedup {
     client: async_nats::Client,
     store: OnceLock<kv::Store>,
     timeout: Duration,
+    records: mpsc::Sender<Record>,
+}
+
+/// One accepted event id to record: its key's subject in the bucket's stream, and the value.
+struct Record {
+    subject: String,
+    value: Bytes,
 }
 
 impl Dedup {
+    /// Also starts the task writing records, which ends when the `Dedup` is dropped.
     pub(crate) fn new(client: async_nats::Client, timeout: Duration) -> Self {
+        let (records, queue) = mpsc::channel(RECORDS_QUEUE);
+        tokio::spawn(write_all(client.clone(), timeout, queue));
         Self {
             client,
             store: OnceLock::new(),
             timeout,
+            records,
         }
     }
 
@@ -72,7 +95,7 @@ impl Dedup {
         }
         match tokio::time::timeout(self.timeout, store.entry(event_id)).await {
             Ok(Ok(Some(entry))) if entry.operation == Operation::Put => {
-                Ok(judge(&entry.value, entry.revision, window, now_ms))
+                Ok(judge(&entry.value, window, now_ms))
             }
             Ok(Ok(_)) => Ok(Recorded::Nothing),
             Ok(Err(source)) => Err(PublishError::DedupCheck {
@@ -83,32 +106,81 @@ impl Dedup {
         }
     }
 
-    /// Records `event_id` as accepted, replacing the record `lookup` found older than the
-    /// window, in a background task bounded by the timeout. Never fails the request: the event
-    /// is already stored.
-    pub(crate) fn remember(
-        &self,
-        source: &str,
-        event_id: &str,
-        received_at_ms: i64,
-        previous: Recorded,
-    ) {
-        let Some(store) = self.store.get().cloned() else {
+    /// Records `event_id` as accepted (replacing an older record), through the queue the
+    /// writing task empties in atomic batches. Never fails the request: the event is already
+    /// stored.
+    pub(crate) fn remember(&self, source: &str, event_id: &str, received_at_ms: i64) {
+        let Some(store) = self.store.get() else {
             return;
         };
-        let (source, event_id, timeout) = (source.to_owned(), event_id.to_owned(), self.timeout);
-        tokio::spawn(async move {
-            let value = Bytes::from(received_at_ms.to_string());
-            match tokio::time::timeout(timeout, write(&store, &event_id, value, previous)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(%source, %event_id, %error, "event stored but not recorded for long-window dedup");
-                }
-                Err(_) => {
-                    tracing::warn!(%source, %event_id, ?timeout, "event stored but recording it for long-window dedup timed out");
-                }
-            }
-        });
+        let prefix = store.put_prefix.as_deref().unwrap_or(&store.prefix);
+        let record = Record {
+            subject: format!("{prefix}{event_id}"),
+            value: Bytes::from(received_at_ms.to_string()),
+        };
+        if self.records.try_send(record).is_err() {
+            tracing::warn!(%source, %event_id, "event stored but not recorded for long-window dedup: too many records waiting");
+        }
+    }
+}
+
+/// Writes queued records until every sender is gone: whatever is waiting goes out as one atomic
+/// batch (a put per key: the bucket keeps one value per key), so recording costs one commit
+/// per group of events, like storing them, not one per event.
+async fn write_all(
+    client: async_nats::Client,
+    timeout: Duration,
+    mut queue: mpsc::Receiver<Record>,
+) {
+    let js = jetstream::new(client.clone());
+    let mut batch = Vec::with_capacity(crate::batch::MAX_ATOMIC);
+    while queue.recv_many(&mut batch, crate::batch::MAX_ATOMIC).await > 0 {
+        let count = batch.len();
+        let messages: Vec<_> = batch
+            .iter()
+            .map(|r| {
+                (
+                    r.subject.clone(),
+                    async_nats::HeaderMap::new(),
+                    r.value.clone(),
+                )
+            })
+            .collect();
+        let batched = count > 1
+            && crate::batch::atomic(&client, timeout, messages)
+                .await
+                .and_then(|reply| crate::batch::acks(&reply, count))
+                .is_ok();
+        if !batched {
+            // One record, or a batch the server refused: each on its own, all at once.
+            write_each(&js, timeout, &batch).await;
+        }
+        batch.clear();
+    }
+}
+
+async fn write_each(js: &jetstream::Context, timeout: Duration, records: &[Record]) {
+    let writes = records.iter().map(|r| async move {
+        let put = async {
+            js.publish(r.subject.clone(), r.value.clone())
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(timeout, put).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(error)) => Some(error),
+            Err(_) => Some(format!("no answer within {timeout:?}")),
+        }
+    });
+    let failed: Vec<String> = futures::future::join_all(writes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if let Some(error) = failed.first() {
+        tracing::warn!(records = failed.len(), %error, "events stored but not recorded for long-window dedup");
     }
 }
 
@@ -119,13 +191,12 @@ pub(crate) enum Recorded {
     Within,
     /// No record: the event is new.
     Nothing,
-    /// Accepted before the window, at this revision of the key: the event is new, and its
-    /// record replaces that one.
-    Before(u64),
+    /// Accepted before the window: the event is new, and its record replaces that one.
+    Before,
 }
 
 /// Judges a record whose value is the receive time in ms, as [`Dedup::remember`] writes it.
-fn judge(value: &[u8], revision: u64, window: Duration, now_ms: i64) -> Recorded {
+fn judge(value: &[u8], window: Duration, now_ms: i64) -> Recorded {
     let received_at_ms = std::str::from_utf8(value)
         .ok()
         .and_then(|text| text.parse::<i64>().ok());
@@ -142,34 +213,55 @@ fn judge(value: &[u8], revision: u64, window: Duration, now_ms: i64) -> Recorded
     if now_ms.saturating_sub(received_at_ms) <= window_ms {
         Recorded::Within
     } else {
-        Recorded::Before(revision)
-    }
-}
-
-/// Writes the record; `Ok` also when another replica (or an earlier copy within the stream
-/// window) wrote it first, since the record then says the same.
-async fn write(
-    store: &kv::Store,
-    event_id: &str,
-    value: Bytes,
-    previous: Recorded,
-) -> Result<(), async_nats::Error> {
-    match previous {
-        // Compare-and-set, so two replicas replacing one stale record write it once.
-        Recorded::Before(revision) => match store.update(event_id, value, revision).await {
-            Err(error) if error.kind() != UpdateErrorKind::WrongLastRevision => Err(error.into()),
-            _ => Ok(()),
-        },
-        Recorded::Nothing | Recorded::Within => match store.create(event_id, value).await {
-            Err(error) if error.kind() != CreateErrorKind::AlreadyExists => Err(error.into()),
-            _ => Ok(()),
-        },
+        Recorded::Before
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A burst of records goes out in atomic batches, not one write each: the stored records
+    /// carry their batch's id, and there are far fewer batches than records.
+    #[tokio::test]
+    async fn a_burst_of_records_is_written_in_atomic_batches() -> anyhow::Result<()> {
+        let nats = hookyard_testkit::Nats::start().await?;
+        let client = nats.client().await?;
+        let topology =
+            hookyard_core::streams::Topology::new(&hookyard_testkit::unique_namespace("dd"));
+        let store = topology
+            .ensure_dedup(&jetstream::new(client.clone()))
+            .await?;
+        let dedup = Dedup::new(client.clone(), Duration::from_secs(5));
+        dedup.set_store(store);
+        for i in 0..500 {
+            dedup.remember("shop", &format!("evt_{i:04}"), 1_000 + i);
+        }
+        let js = jetstream::new(client);
+        let stream = topology.dedup_stream();
+        hookyard_testkit::wait_for(Duration::from_secs(20), "500 records", || async {
+            hookyard_testkit::stored(&js, &stream)
+                .await
+                .is_ok_and(|m| m.len() == 500)
+        })
+        .await?;
+        let batches: std::collections::HashSet<String> = hookyard_testkit::stored(&js, &stream)
+            .await?
+            .iter()
+            .map(|m| {
+                m.headers
+                    .get("Nats-Batch-Id")
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert!(
+            !batches.contains("") && batches.len() < 50,
+            "records in {} batches: {batches:?}",
+            batches.len()
+        );
+        Ok(())
+    }
 
     const HOUR_MS: i64 = 3600 * 1000;
     const HOUR: Duration = Duration::from_secs(3600);
@@ -182,19 +274,13 @@ mod tests {
     fn a_record_counts_as_a_repeat_only_within_the_window() {
         let now = 100 * HOUR_MS;
         assert_eq!(
-            judge(&at(now - 10 * 60 * 1000), 3, HOUR, now),
+            judge(&at(now - 10 * 60 * 1000), HOUR, now),
             Recorded::Within
         );
-        assert_eq!(judge(&at(now - HOUR_MS), 3, HOUR, now), Recorded::Within);
-        assert_eq!(
-            judge(&at(now - HOUR_MS - 1), 3, HOUR, now),
-            Recorded::Before(3)
-        );
-        assert_eq!(
-            judge(&at(now - 2 * HOUR_MS), 7, HOUR, now),
-            Recorded::Before(7)
-        );
-        assert_eq!(judge(&at(now + HOUR_MS), 3, HOUR, now), Recorded::Within);
+        assert_eq!(judge(&at(now - HOUR_MS), HOUR, now), Recorded::Within);
+        assert_eq!(judge(&at(now - HOUR_MS - 1), HOUR, now), Recorded::Before);
+        assert_eq!(judge(&at(now - 2 * HOUR_MS), HOUR, now), Recorded::Before);
+        assert_eq!(judge(&at(now + HOUR_MS), HOUR, now), Recorded::Within);
     }
 
     #[test]
@@ -206,17 +292,17 @@ mod tests {
             b"1.5e12",
             b"99999999999999999999",
         ] {
-            assert_eq!(judge(value, 1, HOUR, 0), Recorded::Within, "{value:?}");
+            assert_eq!(judge(value, HOUR, 0), Recorded::Within, "{value:?}");
         }
     }
 
     #[test]
     fn extreme_times_and_windows_do_not_overflow() {
-        assert_eq!(judge(&at(i64::MIN), 1, HOUR, i64::MAX), Recorded::Before(1));
+        assert_eq!(judge(&at(i64::MIN), HOUR, i64::MAX), Recorded::Before);
         assert_eq!(
-            judge(&at(i64::MIN), 1, Duration::MAX, i64::MAX),
+            judge(&at(i64::MIN), Duration::MAX, i64::MAX),
             Recorded::Within
         );
-        assert_eq!(judge(&at(0), 1, Duration::ZERO, 0), Recorded::Within);
+        assert_eq!(judge(&at(0), Duration::ZERO, 0), Recorded::Within);
     }
 }

@@ -64,9 +64,9 @@
 //!   when the source has a sender id), is caught by the `HOOKYARD_DEDUP` KV bucket: after the
 //!   body is read and verified and before publishing, ingress looks the id up; if its record's
 //!   receive time is within the window the answer is 202 with the same `{"id": …}` and nothing
-//!   is published. After the PubAck the id is recorded in the bucket in the background (an id
-//!   already there is fine: another replica won the race; one older than the window is
-//!   replaced). A failed lookup is a 503 with `Retry-After` like a failed publish; a failed
+//!   is published. After the PubAck the id is recorded in the bucket in the background, the
+//!   records of a group of events written as one atomic batch (a record older than the window
+//!   is replaced; two replicas writing one id write the same). A failed lookup is a 503 with `Retry-After` like a failed publish; a failed
 //!   record is only logged, since the event is stored. Both calls are bounded by the publish
 //!   timeout. A source keyed by the body hash has no window unless it sets one: two distinct
 //!   events with the same body (a periodic ping) share an id, and a week of dedup would drop

@@ -391,13 +391,9 @@ async fn store(
         duplicate = ack.duplicate,
         "event accepted"
     );
-    if let Some(previous) = recorded {
-        app.dedup.remember(
-            &source.name,
-            &envelope.id,
-            envelope.received_at_ms,
-            previous,
-        );
+    if recorded.is_some() {
+        app.dedup
+            .remember(&source.name, &envelope.id, envelope.received_at_ms);
     }
     if let Some(subscription) = &mut reply_subscription {
         let left = source.reply.deadline.saturating_sub(received_at.elapsed());
