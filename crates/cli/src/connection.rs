@@ -115,8 +115,8 @@ fn print(name: &str, response: &TestConnectionResponse) -> ExitCode {
         response.status, response.elapsed_ms
     );
     for header in &response.headers {
-        let value = if sensitive(&header.name) {
-            "REDACTED"
+        let value = if hookyard_core::redact::is_secret_response_header(&header.name) {
+            hookyard_core::redact::REDACTED
         } else {
             header.value.as_str()
         };
@@ -132,13 +132,4 @@ fn print(name: &str, response: &TestConnectionResponse) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-/// Response headers whose values are not printed.
-fn sensitive(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name == "set-cookie"
-        || ["token", "key", "secret", "auth", "session", "cookie"]
-            .iter()
-            .any(|part| name.contains(part))
 }

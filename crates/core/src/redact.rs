@@ -68,6 +68,16 @@ pub fn is_secret_header_name(name: &str) -> bool {
         || lower.ends_with("_sig")
 }
 
+/// Whether the value of a partner's response header named `name` is hidden when an answer is
+/// shown to an operator (`hookyard connection test`, the console's test request): cookies and
+/// any header whose name mentions a token, key, secret, session or auth.
+pub fn is_secret_response_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["token", "key", "secret", "auth", "session", "cookie"]
+        .iter()
+        .any(|part| name.contains(part))
+}
+
 /// The header and query names a source's configuration declares for its credentials.
 #[derive(Debug, Clone, Default)]
 pub struct Declared {
@@ -141,6 +151,16 @@ fn percent_decoded(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_headers_that_can_carry_credentials_are_secret() {
+        for name in ["Set-Cookie", "X-Auth-Token", "X-Api-Key", "X-Session-Id"] {
+            assert!(is_secret_response_header(name), "{name}");
+        }
+        for name in ["Content-Type", "X-Request-Id", "Location"] {
+            assert!(!is_secret_response_header(name), "{name}");
+        }
+    }
 
     #[test]
     fn credential_headers_are_redacted_and_others_kept() {
