@@ -71,6 +71,21 @@ pub(crate) fn start(
     Ok(receiver)
 }
 
+/// Runs the replay to its end and answers its record (`None` when the replay ended without
+/// one, as when the router stops meanwhile).
+pub(crate) async fn to_end(
+    ctx: Arc<Context>,
+    request: ReplayRequest,
+) -> Result<Option<ReplayRecord>, Error> {
+    let mut progress = start(ctx, request)?;
+    while let Some(p) = progress.recv().await {
+        if let Some(record) = p.record.filter(|_| p.done) {
+            return Ok(Some(record));
+        }
+    }
+    Ok(None)
+}
+
 fn check(ctx: &Context, request: &ReplayRequest) -> Result<(), Error> {
     if !request.handler.is_empty() && !ctx.table.current().handlers.contains_key(&request.handler) {
         return Err(Error::NotFound {

@@ -182,11 +182,8 @@ async fn purge(State(ctx): Ctx, bytes: Bytes) -> Answer<PurgeDeadLettersResponse
 
 async fn start_replay(State(ctx): Ctx, bytes: Bytes) -> Result<Response, Failure> {
     let request: ReplayRequest = body(&bytes)?;
-    let mut progress = replay::start(ctx, request)?;
-    while let Some(p) = progress.recv().await {
-        if let Some(record) = p.record.filter(|_| p.done) {
-            return Ok(Json(record).into_response());
-        }
+    if let Some(record) = replay::to_end(ctx, request).await? {
+        return Ok(Json(record).into_response());
     }
     Err(Failure(
         StatusCode::SERVICE_UNAVAILABLE,
