@@ -161,6 +161,10 @@ impl Stack {
             admin: Some(hookyard_router::admin::Settings {
                 listener: admin_l,
                 token: secrecy::SecretString::from(ADMIN_TOKEN),
+                console: hookyard_router::admin::ConsoleSettings {
+                    egress_endpoint: Some(egress_url.clone()),
+                    consent_url: None,
+                },
             }),
             max_deliver: hookyard_router::ROUTER_MAX_DELIVER,
         };

@@ -3,8 +3,9 @@
 //! audit — served by the router on its own listener, as gRPC and as JSON over HTTP.
 //!
 //! - `auth`: the bearer token (from a secret reference), compared in constant time, in front of
-//!   everything on the listener — gRPC and JSON alike, and the web console that will sit next to
-//!   them; a refusal is UNAUTHENTICATED / 401;
+//!   the gRPC and JSON routes; a refusal is UNAUTHENTICATED / 401;
+//! - `console`: the web console under `/console`, HTML pages over the modules below, signed in
+//!   with the same token (then a session cookie, and a CSRF token on every action);
 //! - `scan`: bounded reads of a stream through ephemeral ordered consumers (a start sequence or
 //!   time, a filter subject, an end known when the scan begins), never a whole stream in memory;
 //! - `events`: `ListEvents`, `GetEvent`, `Tail` over `HOOKYARD_IN`, with the redacted view of an
@@ -22,6 +23,7 @@
 
 mod audit;
 mod auth;
+mod console;
 mod dead;
 mod deliveries;
 mod error;
@@ -42,6 +44,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{MIN_TOKEN_CHARS, TokenError, check_token};
+pub use console::Settings as ConsoleSettings;
 pub(crate) use error::Error;
 
 use crate::table::Table;
@@ -50,8 +53,11 @@ use crate::table::Table;
 pub struct Settings {
     /// Where the admin API listens (already bound, so a test can use port 0).
     pub listener: TcpListener,
-    /// The bearer token every call must carry (see [`check_token`]).
+    /// The bearer token every call must carry (see [`check_token`]), and the console's
+    /// sign-in form takes.
     pub token: SecretString,
+    /// What the web console reaches besides the router.
+    pub console: ConsoleSettings,
 }
 
 /// What every admin call needs.
@@ -81,13 +87,16 @@ pub(crate) async fn serve(
     let grpc = AdminServiceServer::new(service::Api::new(ctx.clone()))
         .max_decoding_message_size(hookyard_core::grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(hookyard_core::grpc::MAX_MESSAGE_BYTES);
+    let guard = Arc::new(auth::Guard::new(&settings.token));
+    // The console is merged after the bearer layer: its pages have their own guard (a session).
     let app = tonic::service::Routes::new(grpc)
         .into_axum_router()
-        .merge(rest::routes(ctx))
+        .merge(rest::routes(ctx.clone()))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(auth::Guard::new(&settings.token)),
+            guard.clone(),
             auth::require,
-        ));
+        ))
+        .merge(console::routes(ctx, guard, settings.console));
     tracing::info!(
         address = %settings.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         "admin api listening"

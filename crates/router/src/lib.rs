@@ -18,7 +18,10 @@
 //! - [`run`]: stream setup, the consumer loop and `grpc.health.v1`.
 //!
 //! - [`admin`]: the operators' API (events, dead letters, replay, handlers, audit) on its own
-//!   listener, when [`Settings::admin`] is set.
+//!   listener, when [`Settings::admin`] is set, and the web console under `/console` on the
+//!   same listener (HTML pages over the same functions; a sign-in with the admin token, then a
+//!   session cookie and a CSRF token on every form; [`admin::ConsoleSettings`] names egress for
+//!   its test requests and the token service's consent page for its Connect links).
 //!
 //! It does not own the handlers' work (the worker) nor the streams' settings
 //! ([`hookyard_core::streams`]).

@@ -47,6 +47,15 @@ struct Cli {
     /// it the admin API is not served.
     #[arg(long, env = "HOOKYARD_ROUTER_ADMIN_TOKEN")]
     admin_token: Option<String>,
+    /// gRPC endpoint of egress, for the web console's "send a test request" on a connection
+    /// (e.g. `http://egress:50052`). Without it the console's test request is off.
+    #[arg(long, env = "HOOKYARD_ROUTER_EGRESS_ENDPOINT", value_parser = http_url)]
+    egress_endpoint: Option<String>,
+    /// Base URL of the token service's consent page as a browser reaches it (e.g.
+    /// `http://127.0.0.1:8090`), for the web console's Connect link of OAuth 2.0
+    /// authorization-code connections. Without it the console shows no link.
+    #[arg(long, env = "HOOKYARD_ROUTER_CONSOLE_CONSENT_URL", value_parser = http_url)]
+    console_consent_url: Option<String>,
     /// Deliveries of one event after which the router stops trying to route it and
     /// dead-letters it on `hookyard.dlq.unrouted` with the reason `router_gave_up`.
     #[arg(long, env = "HOOKYARD_ROUTER_MAX_DELIVER", default_value_t = hookyard_router::ROUTER_MAX_DELIVER, value_parser = clap::value_parser!(u32).range(1..))]
@@ -82,6 +91,18 @@ async fn main() -> ExitCode {
     service::exit_code("router", serve(cli, integration, admin_token).await)
 }
 
+/// An `http://` or `https://` URL with a host.
+fn http_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+        .ok_or("expected an http:// or https:// URL")?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("the URL has no host".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
 /// Reads the admin token from its reference and checks it; the message never holds the value.
 fn admin_token(reference: &str) -> Result<SecretString, String> {
     let secret = Secret::resolve_reference(reference, &|name| std::env::var(name).ok())
@@ -107,7 +128,15 @@ async fn serve(
             let listener = tokio::net::TcpListener::bind(cli.admin_listen)
                 .await
                 .with_context(|| format!("failed to listen on {}", cli.admin_listen))?;
-            Some(hookyard_router::admin::Settings { listener, token })
+            let console = hookyard_router::admin::ConsoleSettings {
+                egress_endpoint: cli.egress_endpoint.clone(),
+                consent_url: cli.console_consent_url.clone(),
+            };
+            Some(hookyard_router::admin::Settings {
+                listener,
+                token,
+                console,
+            })
         }
         None => {
             tracing::info!("no admin token set (HOOKYARD_ROUTER_ADMIN_TOKEN): admin api off");

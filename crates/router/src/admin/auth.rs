@@ -1,10 +1,11 @@
 //! Who may use the admin API: whoever presents the bearer token.
 //!
 //! The token comes from a secret reference (`${env:NAME}` or `${file:/run/secrets/name}`),
-//! resolved at start. Every request on the admin listener — gRPC or JSON, and later the
-//! console's pages — passes [`require`]; a request without `authorization: Bearer <token>`, or
-//! with another token, is refused before it reaches a handler: gRPC calls with UNAUTHENTICATED,
-//! HTTP requests with 401 and `WWW-Authenticate: Bearer`.
+//! resolved at start. Every gRPC or JSON request on the admin listener passes [`require`]; a
+//! request without `authorization: Bearer <token>`, or with another token, is refused before it
+//! reaches a handler: gRPC calls with UNAUTHENTICATED, HTTP requests with 401 and
+//! `WWW-Authenticate: Bearer`. The console's pages take the same token once, on their sign-in
+//! form, and then a session (see `console`).
 //!
 //! The presented token and the expected one are compared as SHA-256 digests with
 //! [`subtle::ConstantTimeEq`], so neither the content nor the length of the token leaks through
@@ -67,9 +68,11 @@ impl Guard {
         let (Some(value), None) = (values.next(), values.next()) else {
             return false;
         };
-        let Some(token) = bearer(value) else {
-            return false;
-        };
+        bearer(value).is_some_and(|token| self.admits_token(token))
+    }
+
+    /// Whether `token` is the expected token (the console's sign-in form presents it).
+    pub(crate) fn admits_token(&self, token: &[u8]) -> bool {
         let presented: [u8; 32] = Sha256::digest(token).into();
         presented.ct_eq(&self.digest).into()
     }

@@ -25,6 +25,12 @@ use super::{
 /// A pause without an end: until resumed.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// Whether a pause ending at `paused_until_ms` is one without an end (paused until resumed).
+pub(crate) fn until_resumed(paused_until_ms: i64) -> bool {
+    let left = paused_until_ms.saturating_sub(hookyard_core::envelope::now_ms());
+    u128::try_from(left).is_ok_and(|left| left > FOREVER.as_millis() / 2)
+}
+
 /// Every handler of the integration file, by name.
 pub(crate) async fn list(ctx: &Context) -> Result<Vec<HandlerStatus>, Error> {
     let names: Vec<String> = ctx.table.current().handlers.keys().cloned().collect();

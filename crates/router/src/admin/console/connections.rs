@@ -1,0 +1,278 @@
+//! The connections page: each connection of the integration file with its auth kind and the
+//! settings that hold no secret (the base URL without credentials, the token endpoint's host),
+//! the Connect link of OAuth 2.0 authorization-code connections on the token service's consent
+//! page, and a test request sent through egress's `TestConnection` with the partner's answer
+//! shown (header values that can carry credentials redacted, as `hookyard connection test`
+//! does).
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Extension, Form,
+    extract::rejection::FormRejection,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use hookyard_core::config::{Connection, ConnectionAuth};
+use hookyard_proto::egress::v1::{
+    TestConnectionRequest, TestConnectionResponse, egress_service_client::EgressServiceClient,
+};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::{Console, page, session::Signed};
+
+/// How long a test request may take, egress's retries included.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Methods the test request offers (those egress sends).
+const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+/// The longest path the test request takes.
+const MAX_PATH: usize = 2048;
+
+pub(crate) async fn list(
+    State(console): State<Arc<Console>>,
+    Extension(signed): Extension<Signed>,
+) -> Response {
+    let integration = console.ctx.table.current();
+    let content = html! {
+        h1 { "Connections" }
+        @if console.settings.egress_endpoint.is_none() {
+            p.muted { "Test requests are not configured: set HOOKYARD_ROUTER_EGRESS_ENDPOINT." }
+        }
+        @if integration.connections.is_empty() { p.muted { "The integration file has no connections." } }
+        @for (name, connection) in &integration.connections {
+            (card(&console.settings, &signed, name, connection))
+        }
+    };
+    page::layout("Connections", Some(&signed), content).into_response()
+}
+
+/// The name of an auth kind, as in the integration file.
+fn kind(auth: &ConnectionAuth) -> &'static str {
+    match auth {
+        ConnectionAuth::None => "none",
+        ConnectionAuth::Basic { .. } => "basic",
+        ConnectionAuth::Header { .. } => "header",
+        ConnectionAuth::Query { .. } => "query",
+        ConnectionAuth::OAuth2ClientCredentials { .. } => "oauth2_client_credentials",
+        ConnectionAuth::OAuth2AuthorizationCode { .. } => "oauth2_authorization_code",
+    }
+}
+
+/// A URL without its user information and query, either of which may hold a credential.
+fn without_credentials(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return String::new();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}{path}")
+}
+
+/// The host of a URL (and its port), nothing else.
+fn host(url: &str) -> String {
+    let bare = without_credentials(url);
+    let rest = bare.split_once("://").map(|(_, r)| r).unwrap_or_default();
+    rest.split('/').next().unwrap_or_default().to_owned()
+}
+
+/// The Connect link of a connection on the consent page at `base`.
+fn connect_link(base: &str, name: &str) -> String {
+    format!("{}/connect/{name}", base.trim_end_matches('/'))
+}
+
+fn card(settings: &super::Settings, signed: &Signed, name: &str, c: &Connection) -> Markup {
+    html! {
+        section.connection id=(format!("connection-{name}")) {
+            h2 { (name) }
+            table {
+                tr { th { "Auth" } td.kind { (kind(&c.auth)) } }
+                tr { th { "Base URL" } td { (without_credentials(&c.base_url)) } }
+                @if let Some(token_url) = c.auth.token_url() {
+                    tr { th { "Token endpoint host" } td { (host(token_url)) } }
+                }
+                @if matches!(c.auth, ConnectionAuth::OAuth2AuthorizationCode { .. }) {
+                    tr { th { "Consent" } td {
+                        @if let Some(base) = &settings.consent_url {
+                            a.connect href=(connect_link(base, name)) { "Connect" }
+                            " " span.muted { "(the token service's consent page shows whether it is connected)" }
+                        } @else {
+                            span.muted { "set HOOKYARD_ROUTER_CONSOLE_CONSENT_URL for the Connect link" }
+                        }
+                    } }
+                }
+            }
+            @if settings.egress_endpoint.is_some() {
+                form.test method="post" action=(format!("/console/connections/{name}/test")) {
+                    (page::csrf(signed))
+                    select name="method" { @for m in METHODS { option { (m) } } }
+                    " "
+                    input name="path" value="/" size="40" required;
+                    " "
+                    button type="submit" { "Send a test request" }
+                }
+            }
+        }
+    }
+}
+
+/// The test request form (its `csrf` field is the session guard's).
+#[derive(Deserialize)]
+pub(crate) struct Test {
+    method: String,
+    path: String,
+}
+
+fn check(test: &Test) -> Result<(), &'static str> {
+    if !METHODS.contains(&test.method.as_str()) {
+        return Err("the method is one of GET, POST, PUT, PATCH, DELETE, HEAD");
+    }
+    if !test.path.starts_with('/')
+        || test.path.len() > MAX_PATH
+        || test
+            .path
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err("the path starts with '/', has no spaces and at most 2048 characters");
+    }
+    Ok(())
+}
+
+pub(crate) async fn test(
+    State(console): State<Arc<Console>>,
+    Extension(signed): Extension<Signed>,
+    Path(name): Path<String>,
+    form: Result<Form<Test>, FormRejection>,
+) -> Response {
+    let Ok(Form(test)) = form else {
+        return page::refusal(
+            StatusCode::BAD_REQUEST,
+            "the test request needs a method and a path",
+        );
+    };
+    if let Err(problem) = check(&test) {
+        return page::refusal(StatusCode::BAD_REQUEST, problem);
+    }
+    if !console.ctx.table.current().connections.contains_key(&name) {
+        return page::refusal(StatusCode::NOT_FOUND, "no such connection");
+    }
+    let Some(endpoint) = console.settings.egress_endpoint.clone() else {
+        return page::refusal(
+            StatusCode::CONFLICT,
+            "test requests are not configured (HOOKYARD_ROUTER_EGRESS_ENDPOINT)",
+        );
+    };
+    let answer = ask(endpoint, &name, test).await;
+    let content = html! {
+        h1 { "Test request on " (name) }
+        @match &answer {
+            Ok(answer) => (answered(answer)),
+            Err(problem) => p.problem { (problem) },
+        }
+        p { a href="/console/connections" { "Back to the connections" } }
+    };
+    page::layout("Test request", Some(&signed), content).into_response()
+}
+
+async fn ask(endpoint: String, name: &str, test: Test) -> Result<TestConnectionResponse, String> {
+    let mut client = EgressServiceClient::connect(endpoint.clone())
+        .await
+        .map_err(|_| format!("egress cannot be reached at {endpoint}"))?;
+    let mut request = tonic::Request::new(TestConnectionRequest {
+        connection: name.to_owned(),
+        method: test.method,
+        path: test.path,
+    });
+    request.set_timeout(TEST_TIMEOUT);
+    let response = client
+        .test_connection(request)
+        .await
+        .map_err(|status| format!("egress refused: {:?}: {}", status.code(), status.message()))?;
+    Ok(response.into_inner())
+}
+
+fn answered(answer: &TestConnectionResponse) -> Markup {
+    html! {
+        @if !answer.error_code.is_empty() {
+            p.problem.answer { "No answer after " (answer.elapsed_ms) " ms (" (answer.error_code) "): " (answer.error) }
+        } @else {
+            p.answer { "HTTP " span.status { (answer.status) } " in " (answer.elapsed_ms) " ms" }
+            table.headers {
+                @for h in &answer.headers {
+                    tr { th { (h.name) } td {
+                        @if hookyard_core::redact::is_secret_response_header(&h.name) {
+                            (hookyard_core::redact::REDACTED)
+                        } @else { (h.value) }
+                    } }
+                }
+            }
+            (page::body(&answer.body_excerpt))
+            @if answer.truncated { p.muted { "The partner's body was longer; egress keeps only its first 2 KiB." } }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(
+            without_credentials("https://user:pw@api.example/v1?key=s"),
+            "https://api.example/v1"
+        );
+        assert_eq!(
+            without_credentials("http://127.0.0.1:9/"),
+            "http://127.0.0.1:9/"
+        );
+        assert_eq!(
+            host("https://u:p@auth.example:8443/oauth/token?x=1"),
+            "auth.example:8443"
+        );
+        assert_eq!(connect_link("http://t:8/", "crm"), "http://t:8/connect/crm");
+    }
+
+    #[test]
+    fn test_requests_are_checked() {
+        let test = |method: &str, path: &str| Test {
+            method: method.to_owned(),
+            path: path.to_owned(),
+        };
+        assert!(check(&test("GET", "/v1/ping?x=1")).is_ok());
+        for (method, path) in [("get", "/"), ("TRACE", "/"), ("GET", "v1"), ("GET", "/a b")] {
+            assert!(check(&test(method, path)).is_err(), "{method} {path}");
+        }
+        assert!(check(&test("GET", &format!("/{}", "a".repeat(MAX_PATH)))).is_err());
+    }
+
+    #[test]
+    fn answers_redact_credential_headers_and_escape_bodies() {
+        let answer = TestConnectionResponse {
+            status: 200,
+            headers: vec![
+                hookyard_proto::egress::v1::Header {
+                    name: "Set-Cookie".to_owned(),
+                    value: "sid=secret-value".to_owned(),
+                },
+                hookyard_proto::egress::v1::Header {
+                    name: "Content-Type".to_owned(),
+                    value: "text/html".to_owned(),
+                },
+            ],
+            body_excerpt: b"<b>hi</b>".to_vec(),
+            ..Default::default()
+        };
+        let shown = answered(&answer).into_string();
+        assert!(!shown.contains("secret-value"), "{shown}");
+        assert!(
+            shown.contains("text/html") && shown.contains("&lt;b&gt;"),
+            "{shown}"
+        );
+    }
+}
