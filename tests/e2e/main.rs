@@ -6,12 +6,14 @@
 //! ──HTTP──▶ partner API, with token ──HTTP──▶ authorization server on the way.
 //!
 //! Every service is its real `run`, started in this process on a `127.0.0.1:0` listener and
-//! reached over real TCP (HTTP and gRPC) — see `harness`.
+//! reached over real TCP (HTTP and gRPC) — see `harness`. The console test drives a real headless
+//! Chromium through chromedriver.
 
 mod harness;
 mod observed;
 
 mod consent;
+mod console;
 mod delivery;
 mod fanout;
 mod once;

@@ -58,6 +58,29 @@ pub async fn stack_with_working_partner(
     Ok((Stack::start(&config).await?, partner, auth))
 }
 
+/// A partner down for orders and up for audit, and a stack on [`fanout`]`(2)` calling it
+/// without a circuit breaker: each attempt reaches the partner, so its 503 is the recorded
+/// status (the breaker opening during an outage is egress's business, tested there).
+pub async fn stack_with_orders_down()
+-> anyhow::Result<(Stack, wiremock::MockServer, wiremock::MockServer)> {
+    use wiremock::{Mock, ResponseTemplate, matchers};
+    let auth = crate::harness::auth_server("tok", 3600).await;
+    let partner = wiremock::MockServer::start().await;
+    Mock::given(matchers::path("/v1/orders"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&partner)
+        .await;
+    Mock::given(matchers::path("/v1/audit"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&partner)
+        .await;
+    let config = crate::harness::shop_config(&partner.uri(), &auth.uri(), &fanout(2)).replace(
+        "timeout = \"5s\"",
+        "timeout = \"5s\"\nbreaker = { failures = 0 }",
+    );
+    Ok((Stack::start(&config).await?, partner, auth))
+}
+
 /// A proto3 JSON integer: 64-bit ones are strings in that mapping, smaller ones numbers.
 pub fn num(value: &serde_json::Value) -> u64 {
     match value {

@@ -3,9 +3,8 @@
 //! each exactly once and the dead letters are gone.
 
 use serde_json::json;
-use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
-use super::{fanout, hookyard, num};
+use super::{hookyard, num};
 use crate::harness::*;
 
 const EVENTS: usize = 5;
@@ -13,24 +12,7 @@ const EVENTS: usize = 5;
 #[tokio::test]
 async fn dead_letters_of_a_partner_outage_are_listed_and_replayed_once_each() -> anyhow::Result<()>
 {
-    let auth = auth_server("tok", 3600).await;
-    let partner = MockServer::start().await;
-    // The partner is down for orders; audit works, so only orders dead-letters.
-    Mock::given(matchers::path("/v1/orders"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&partner)
-        .await;
-    Mock::given(matchers::path("/v1/audit"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&partner)
-        .await;
-    // No circuit breaker: each attempt reaches the partner, so its 503 is the recorded status
-    // (the breaker opening during an outage is egress's business, tested there).
-    let config = shop_config(&partner.uri(), &auth.uri(), &fanout(2)).replace(
-        "timeout = \"5s\"",
-        "timeout = \"5s\"\nbreaker = { failures = 0 }",
-    );
-    let stack = Stack::start(&config).await?;
+    let (stack, partner, _auth) = super::stack_with_orders_down().await?;
 
     let mut ids = Vec::new();
     for n in 0..EVENTS {
