@@ -93,6 +93,7 @@ async fn ask(test: &Test) -> anyhow::Result<TestConnectionResponse> {
         connection: test.name.clone(),
         method: test.method.clone().unwrap_or_default(),
         path: test.path.clone().unwrap_or_default(),
+        ..TestConnectionRequest::default()
     });
     request.set_timeout(TIMEOUT);
     let response = client

@@ -127,6 +127,8 @@ impl EgressService for EgressApi {
             connection: test.connection.clone(),
             method: or(test.method, "GET"),
             path: or(test.path, "/"),
+            headers: test.headers,
+            body: test.body,
             ..CallRequest::default()
         };
         let started = Instant::now();

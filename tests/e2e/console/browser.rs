@@ -1,6 +1,6 @@
 //! An operator in Chromium: signs in, finds an event and its deliveries, replays its dead
-//! letter (the partner receives it), pauses and resumes a handler, and sends a test request on
-//! a connection — with a screenshot of each page.
+//! letter (the partner receives it), pauses and resumes a handler, and sends a test request
+//! (method, path, a header and a body) on a connection — with a screenshot of each page.
 
 use serde_json::json;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
@@ -160,6 +160,18 @@ async fn send_a_test_request(b: &Browser, partner: &MockServer) -> anyhow::Resul
     let path = b.wait_for("#connection-erp input[name=path]").await?;
     path.clear().await?;
     path.send_keys("/v1/ping?probe=1").await?;
+    b.wait_for("#connection-erp select[name=method]")
+        .await?
+        .select_by_label("POST")
+        .await?;
+    b.wait_for("#connection-erp textarea[name=headers]")
+        .await?
+        .send_keys("X-Probe: from-the-console")
+        .await?;
+    b.wait_for("#connection-erp textarea[name=body]")
+        .await?
+        .send_keys(r#"{"probe": true}"#)
+        .await?;
     b.click("#connection-erp form.test button", ".answer")
         .await?;
     assert_eq!(b.text(".answer .status").await?, "200");
@@ -175,5 +187,13 @@ async fn send_a_test_request(b: &Browser, partner: &MockServer) -> anyhow::Resul
     );
     assert!(!page.contains(ADMIN_TOKEN));
     b.shot("08-test-request").await?;
-    wait_requests(partner, "/v1/ping", 1).await
+    let calls = requests_to(partner, "/v1/ping").await;
+    assert_eq!(calls.len(), 1, "one test request, never retried");
+    assert_eq!(calls[0].method.as_str(), "POST");
+    assert_eq!(
+        header(&calls[0], "x-probe").as_deref(),
+        Some("from-the-console")
+    );
+    assert_eq!(calls[0].body, br#"{"probe": true}"#);
+    Ok(())
 }

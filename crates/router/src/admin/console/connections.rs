@@ -1,8 +1,8 @@
 //! The connections page: each connection of the integration file with its auth kind and the
 //! settings that hold no secret (the base URL without credentials, the token endpoint's host),
 //! the Connect link of OAuth 2.0 authorization-code connections on the token service's consent
-//! page, and a test request sent through egress's `TestConnection` with the partner's answer
-//! shown (header values that can carry credentials redacted, as `hookyard connection test`
+//! page, and a test request (method, path, headers, body) sent through egress's
+//! `TestConnection` with the partner's answer shown (header values that can carry credentials redacted, as `hookyard connection test`
 //! does).
 
 use std::{sync::Arc, time::Duration};
@@ -16,7 +16,8 @@ use axum::{
 };
 use hookyard_core::config::{Connection, ConnectionAuth};
 use hookyard_proto::egress::v1::{
-    TestConnectionRequest, TestConnectionResponse, egress_service_client::EgressServiceClient,
+    Header, TestConnectionRequest, TestConnectionResponse,
+    egress_service_client::EgressServiceClient,
 };
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -31,6 +32,12 @@ const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 
 /// The longest path the test request takes.
 const MAX_PATH: usize = 2048;
+
+/// The most headers a test request takes.
+const MAX_HEADERS: usize = 50;
+
+/// The largest body a test request takes (the form as a whole is bounded by the guard).
+const MAX_BODY: usize = 32 * 1024;
 
 pub(crate) async fn list(
     State(console): State<Arc<Console>>,
@@ -112,7 +119,12 @@ fn card(settings: &super::Settings, signed: &Signed, name: &str, c: &Connection)
                     select name="method" { @for m in METHODS { option { (m) } } }
                     " "
                     input name="path" value="/" size="40" required;
-                    " "
+                    br;
+                    label { "Headers (one " code { "Name: value" } " a line)" br;
+                        textarea name="headers" rows="3" cols="60" {} }
+                    br;
+                    label { "Body" br; textarea name="body" rows="5" cols="60" {} }
+                    br;
                     button type="submit" { "Send a test request" }
                 }
             }
@@ -125,11 +137,16 @@ fn card(settings: &super::Settings, signed: &Signed, name: &str, c: &Connection)
 pub(crate) struct Test {
     method: String,
     path: String,
+    /// One `Name: value` a line.
+    #[serde(default)]
+    headers: String,
+    #[serde(default)]
+    body: String,
 }
 
-fn check(test: &Test) -> Result<(), &'static str> {
+fn check(test: &Test) -> Result<Vec<Header>, String> {
     if !METHODS.contains(&test.method.as_str()) {
-        return Err("the method is one of GET, POST, PUT, PATCH, DELETE, HEAD");
+        return Err("the method is one of GET, POST, PUT, PATCH, DELETE, HEAD".to_owned());
     }
     if !test.path.starts_with('/')
         || test.path.len() > MAX_PATH
@@ -138,9 +155,43 @@ fn check(test: &Test) -> Result<(), &'static str> {
             .bytes()
             .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
-        return Err("the path starts with '/', has no spaces and at most 2048 characters");
+        return Err(format!(
+            "the path starts with '/', has no spaces and at most {MAX_PATH} characters"
+        ));
     }
-    Ok(())
+    if test.body.len() > MAX_BODY {
+        return Err(format!("the body has at most {MAX_BODY} bytes"));
+    }
+    headers(&test.headers)
+}
+
+/// Header lines as headers; blank lines are skipped.
+fn headers(lines: &str) -> Result<Vec<Header>, String> {
+    let mut out = Vec::new();
+    for (n, line) in lines.lines().map(str::trim).enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("header line {} is not \"Name: value\"", n + 1))?;
+        let (name, value) = (name.trim(), value.trim());
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || !name.bytes().all(token) {
+            return Err(format!("header line {} has no valid name", n + 1));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(format!("header line {} has a control character", n + 1));
+        }
+        out.push(Header {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        });
+    }
+    if out.len() > MAX_HEADERS {
+        return Err(format!("a test request has at most {MAX_HEADERS} headers"));
+    }
+    Ok(out)
 }
 
 pub(crate) async fn test(
@@ -155,9 +206,10 @@ pub(crate) async fn test(
             "the test request needs a method and a path",
         );
     };
-    if let Err(problem) = check(&test) {
-        return page::refusal(StatusCode::BAD_REQUEST, problem);
-    }
+    let headers = match check(&test) {
+        Ok(headers) => headers,
+        Err(problem) => return page::refusal(StatusCode::BAD_REQUEST, &problem),
+    };
     if !console.ctx.table.current().connections.contains_key(&name) {
         return page::refusal(StatusCode::NOT_FOUND, "no such connection");
     }
@@ -167,9 +219,18 @@ pub(crate) async fn test(
             "test requests are not configured (HOOKYARD_ROUTER_EGRESS_ENDPOINT)",
         );
     };
-    let answer = ask(endpoint, &name, test).await;
+    let sent = format!("{} {}", test.method, test.path);
+    let request = TestConnectionRequest {
+        connection: name.clone(),
+        method: test.method,
+        path: test.path,
+        headers,
+        body: test.body.into_bytes(),
+    };
+    let answer = ask(endpoint, request).await;
     let content = html! {
         h1 { "Test request on " (name) }
+        p { code.sent { (sent) } }
         @match &answer {
             Ok(answer) => (answered(answer)),
             Err(problem) => p.problem { (problem) },
@@ -179,15 +240,14 @@ pub(crate) async fn test(
     page::layout("Test request", Some(&signed), content).into_response()
 }
 
-async fn ask(endpoint: String, name: &str, test: Test) -> Result<TestConnectionResponse, String> {
+async fn ask(
+    endpoint: String,
+    test: TestConnectionRequest,
+) -> Result<TestConnectionResponse, String> {
     let mut client = EgressServiceClient::connect(endpoint.clone())
         .await
         .map_err(|_| format!("egress cannot be reached at {endpoint}"))?;
-    let mut request = tonic::Request::new(TestConnectionRequest {
-        connection: name.to_owned(),
-        method: test.method,
-        path: test.path,
-    });
+    let mut request = tonic::Request::new(test);
     request.set_timeout(TEST_TIMEOUT);
     let response = client
         .test_connection(request)
@@ -243,12 +303,31 @@ mod tests {
         let test = |method: &str, path: &str| Test {
             method: method.to_owned(),
             path: path.to_owned(),
+            headers: String::new(),
+            body: String::new(),
         };
         assert!(check(&test("GET", "/v1/ping?x=1")).is_ok());
         for (method, path) in [("get", "/"), ("TRACE", "/"), ("GET", "v1"), ("GET", "/a b")] {
             assert!(check(&test(method, path)).is_err(), "{method} {path}");
         }
         assert!(check(&test("GET", &format!("/{}", "a".repeat(MAX_PATH)))).is_err());
+    }
+
+    #[test]
+    fn header_lines_are_checked() {
+        let parsed = headers("X-Probe: 1\r\n\r\nContent-Type:  application/json ").expect("valid");
+        let pairs: Vec<_> = parsed
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [("X-Probe", "1"), ("Content-Type", "application/json")]
+        );
+        for refused in ["no colon", ": no name", "bad name: x", "X-A: \u{7}"] {
+            assert!(headers(refused).is_err(), "{refused:?}");
+        }
+        assert!(headers(&"X-A: 1\n".repeat(MAX_HEADERS + 1)).is_err());
     }
 
     #[test]
