@@ -6,7 +6,7 @@ use serde_json::json;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
 use super::{Browser, handler_status};
-use crate::harness::*;
+use crate::{harness::*, operate::num};
 
 /// The partner back: orders answer 201, `/v1/ping` answers with a body and a credential header.
 async fn partner_back(partner: &MockServer) {
@@ -123,6 +123,13 @@ async fn replay_its_dead_letter(
 }
 
 async fn pause_and_resume(b: &Browser, stack: &Stack) -> anyhow::Result<()> {
+    // Two failed attempts and the replayed delivery, once the last outcome is recorded.
+    hookyard_testkit::wait_for(PATIENCE, "orders' three deliveries in its rate", || async {
+        handler_status(stack, "orders").await.is_ok_and(|h| {
+            num(&h["deliveries_last_minute"]) == 3 && num(&h["failures_last_minute"]) == 2
+        })
+    })
+    .await?;
     b.click(
         "nav a[href='/console/handlers']",
         "#handler-orders button.pause",
@@ -133,6 +140,8 @@ async fn pause_and_resume(b: &Browser, stack: &Stack) -> anyhow::Result<()> {
         "#handler-orders button.resume",
     )
     .await?;
+    assert_eq!(b.text("#handler-orders td.rate").await?, "3/min");
+    assert_eq!(b.text("#handler-orders td.errors").await?, "2/min");
     assert_eq!(
         b.text("#handler-orders td.state").await?,
         "paused until resumed"

@@ -86,6 +86,10 @@ pub(crate) async fn status(ctx: &Context, name: &str) -> Result<HandlerStatus, E
     }
     status.dead_letters = dead_letters(ctx, name).await?;
     status.waiting = waiting(ctx, name).await?;
+    let minute_ago = hookyard_core::envelope::now_ms().saturating_sub(60_000);
+    status.deliveries_last_minute = recorded_since(ctx, name, &[None], minute_ago).await?;
+    status.failures_last_minute =
+        recorded_since(ctx, name, &FAILURES.map(Some), minute_ago).await?;
     if let Some(last) = last_error(ctx, name).await? {
         status.last_error = last.error;
         status.last_error_at_ms = last.at_ms;
@@ -130,9 +134,32 @@ async fn waiting(ctx: &Context, name: &str) -> Result<u64, Error> {
     Ok(waiting)
 }
 
+/// The outcomes of a failed delivery.
+const FAILURES: [&str; 2] = ["retry", "dead_letter"];
+
+/// Delivery outcomes (any, when `None`) the handler's workers recorded since `since_ms`: the
+/// count is the server's, from a headers-only consumer's pending messages, so nothing is read.
+async fn recorded_since(
+    ctx: &Context,
+    name: &str,
+    outcomes: &[Option<&str>],
+    since_ms: i64,
+) -> Result<u64, Error> {
+    let filters = outcomes
+        .iter()
+        .map(|outcome| ctx.topology.audit_worker_filter(Some(name), *outcome, None))
+        .collect();
+    let audit = ctx.topology.audit_stream();
+    Ok(
+        Scan::open(&ctx.js, &audit, filters, Start::Time(since_ms), true)
+            .await?
+            .len(),
+    )
+}
+
 /// The latest failed delivery the handler's workers recorded.
 async fn last_error(ctx: &Context, name: &str) -> Result<Option<DeliveryOutcome>, Error> {
-    let filters = ["retry", "dead_letter"]
+    let filters = FAILURES
         .map(|outcome| {
             ctx.topology
                 .audit_worker_filter(Some(name), Some(outcome), None)

@@ -1,5 +1,6 @@
-//! The handlers page: each handler's consumer state (lag, pending, waiting, redelivered), its
-//! dead letters and last error, with pause (for a while or until resumed) and resume.
+//! The handlers page: each handler's rate and errors over the last minute, its consumer state
+//! (lag, pending, waiting, redelivered), its dead letters and last error, with pause (for a
+//! while or until resumed) and resume.
 
 use std::{sync::Arc, time::Duration};
 
@@ -30,9 +31,9 @@ pub(crate) async fn list(
     };
     let content = html! {
         h1 { "Handlers" }
-        p.muted { "Lag: work not yet delivered to a worker. Waiting: work held back while the handler is at its cap in the work stream." }
+        p.muted { "Rate and errors: deliveries finished, and failed, in the last minute. Lag: work not yet delivered to a worker. Waiting: work held back while the handler is at its cap in the work stream." }
         table.handlers {
-            tr { th { "Handler" } th { "Worker bound" } th { "Lag" } th { "Pending" } th { "Waiting" }
+            tr { th { "Handler" } th { "Worker bound" } th { "Rate" } th { "Errors" } th { "Lag" } th { "Pending" } th { "Waiting" }
                  th { "Redelivered" } th { "Dead letters" } th { "Last error" } th { "State" } th { "" } }
             @for h in &all { (row(&signed, h)) }
         }
@@ -44,6 +45,8 @@ fn row(signed: &Signed, h: &HandlerStatus) -> Markup {
     html! {
         tr id=(format!("handler-{}", h.name)) {
             td { (h.name) } td { @if h.consumer { "yes" } @else { "no" } }
+            td.rate { (h.deliveries_last_minute) "/min" }
+            td.errors { (h.failures_last_minute) "/min" }
             td.lag { (h.lag) } td { (h.pending) } td { (h.waiting) } td { (h.redelivered) }
             td { a href=(format!("/console/dead-letters?handler={}", h.name)) { (h.dead_letters) } }
             td { @if !h.last_error.is_empty() { (h.last_error) br; span.muted { (page::time(h.last_error_at_ms)) } } }
