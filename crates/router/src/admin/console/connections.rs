@@ -331,6 +331,42 @@ mod tests {
     }
 
     #[test]
+    fn authorization_code_connections_link_to_the_consent_page_without_secrets() {
+        let file = r#"
+[connections.crm]
+base_url = "https://api.crm.example"
+[connections.crm.auth]
+type = "oauth2_authorization_code"
+authorize_url = "https://auth.crm.example/authorize"
+token_url = "https://auth.crm.example/token"
+client_id = "hookyard"
+client_secret = "${env:CRM_SECRET}"
+redirect_uri = "https://hooks.example/oauth/callback"
+"#;
+        let env = |name: &str| (name == "CRM_SECRET").then(|| "crm-secret-value".to_owned());
+        let integration = hookyard_core::Integration::parse(file, &env).expect("valid");
+        let crm = &integration.connections["crm"];
+        let signed = Signed::for_tests();
+        let mut settings = super::super::Settings {
+            egress_endpoint: None,
+            consent_url: Some("http://127.0.0.1:50055/".to_owned()),
+        };
+        let shown = card(&settings, &signed, "crm", crm).into_string();
+        assert!(
+            shown.contains(r#"href="http://127.0.0.1:50055/connect/crm""#),
+            "{shown}"
+        );
+        assert!(shown.contains("oauth2_authorization_code") && shown.contains("auth.crm.example"));
+        assert!(
+            !shown.contains("crm-secret-value") && !shown.contains("form"),
+            "{shown}"
+        );
+        settings.consent_url = None;
+        let shown = card(&settings, &signed, "crm", crm).into_string();
+        assert!(!shown.contains("/connect/crm"), "{shown}");
+    }
+
+    #[test]
     fn answers_redact_credential_headers_and_escape_bodies() {
         let answer = TestConnectionResponse {
             status: 200,

@@ -47,6 +47,17 @@ pub(crate) struct Signed {
     pub csrf: String,
 }
 
+#[cfg(test)]
+impl Signed {
+    /// A session for rendering pages in unit tests.
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            id: "test-session".to_owned(),
+            csrf: "test-csrf".to_owned(),
+        }
+    }
+}
+
 struct Session {
     csrf: String,
     expires: Instant,
