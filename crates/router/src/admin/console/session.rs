@@ -130,21 +130,22 @@ pub(crate) async fn require(
     request: Request,
     next: Next,
 ) -> Response {
+    let reads = request.method() == Method::GET || request.method() == Method::HEAD;
     let Some(signed) = cookie(request.headers()).and_then(|id| console.sessions.find(&id)) else {
-        if request.method() == Method::GET || request.method() == Method::HEAD {
+        if reads {
             return Redirect::to("/console/sign-in").into_response();
         }
         return page::refusal(StatusCode::UNAUTHORIZED, "sign in first");
     };
-    let request = if request.method() == Method::POST {
+    // Anything but a read is an action, whatever its method.
+    let mut request = if reads {
+        request
+    } else {
         match checked(request, &signed).await {
             Ok(request) => request,
             Err(refusal) => return refusal,
         }
-    } else {
-        request
     };
-    let mut request = request;
     request.extensions_mut().insert(signed);
     next.run(request).await
 }
