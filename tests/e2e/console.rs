@@ -65,7 +65,7 @@ impl Browser {
         .await?;
         let mut options = serde_json::json!({
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,1000"],
+                     "--disable-dev-shm-usage", "--window-size=1280,1600"],
         });
         if std::path::Path::new("/usr/bin/chromium").exists() {
             options["binary"] = "/usr/bin/chromium".into();

@@ -81,19 +81,20 @@ fn table(signed: &Signed, letters: &[DeadLetterSummary]) -> Markup {
         @if letters.is_empty() { p.muted { "No dead letters." } }
         @else {
             table.dead-letters {
-                tr { th { "#" } th { "Failed" } th { "Event" } th { "Handler" } th { "Type" } th { "Reason" }
-                     th { "Attempts" } th { "Last status" } th { "Error" } th { "" } }
+                tr { th { "#" } th { "" } th { "Failed" } th { "Event" } th { "Handler" } th { "Type" } th { "Reason" }
+                     th { "Attempts" } th { "Last status" } th { "Error" } }
                 @for l in letters {
                     tr id=(format!("dead-{}", l.sequence)) {
-                        td { (l.sequence) } td { (page::time(l.failed_at_ms)) }
-                        td { a href=(format!("/console/events/{}", l.event_id)) { (l.event_id) } }
-                        td { (l.handler) } td { (l.event_type) } td { (l.reason) } td { (l.attempts) }
-                        td { @if l.last_status > 0 { (l.last_status) } } td { (l.error) }
-                        td {
+                        td { (l.sequence) }
+                        td.actions {
                             (action(signed, "replay", "Replay", l.sequence))
                             " "
                             (action(signed, "purge", "Purge", l.sequence))
                         }
+                        td { (page::time(l.failed_at_ms)) }
+                        td { a href=(format!("/console/events/{}", l.event_id)) { (l.event_id) } }
+                        td { (l.handler) } td { (l.event_type) } td { (l.reason) } td { (l.attempts) }
+                        td { @if l.last_status > 0 { (l.last_status) } } td { (l.error) }
                     }
                 }
             }

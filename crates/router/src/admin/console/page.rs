@@ -22,7 +22,7 @@ nav form{display:inline;float:right}table{border-collapse:collapse;margin:.5em 0
 td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}\
 th{background:#f3f3f3}pre{background:#f6f6f6;padding:.6em;overflow:auto;max-height:40em}\
 .problem{color:#a00}.notice{background:#eef6ee;padding:.5em}form.inline{display:inline}\
-.muted{color:#777}";
+.muted{color:#777}td.actions{white-space:nowrap}td a{word-break:break-all}";
 
 /// Adds the headers every console answer carries.
 pub(crate) async fn secure_headers(mut response: Response) -> Response {
