@@ -21,7 +21,23 @@ use crate::harness::{ADMIN_TOKEN, PATIENCE, Stack};
 pub struct Browser {
     pub client: Client,
     shots: PathBuf,
-    _driver: Child,
+    driver: Child,
+}
+
+impl Drop for Browser {
+    /// Kills chromedriver's process group, Chromium in it: a failed assertion skips
+    /// [`Browser::close`], and chromedriver killed alone would leave the browser running.
+    fn drop(&mut self) {
+        let group = self
+            .driver
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(group) = group {
+            // ESRCH: already gone, which is what we want.
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -49,6 +65,8 @@ impl Browser {
         let port = free_port()?;
         let driver = Command::new(&path)
             .arg(format!("--port={port}"))
+            // Its own group, so that dropping the browser can end every process of it.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -65,7 +83,8 @@ impl Browser {
         .await?;
         let mut options = serde_json::json!({
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,1600"],
+                     "--disable-dev-shm-usage", "--disable-crash-reporter",
+                     "--window-size=1280,1600"],
         });
         if std::path::Path::new("/usr/bin/chromium").exists() {
             options["binary"] = "/usr/bin/chromium".into();
@@ -83,7 +102,7 @@ impl Browser {
         Ok(Self {
             client,
             shots,
-            _driver: driver,
+            driver,
         })
     }
 
@@ -116,7 +135,7 @@ impl Browser {
     }
 
     pub async fn close(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.client.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.client.clone().close()).await;
     }
 }
 
