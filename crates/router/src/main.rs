@@ -52,7 +52,7 @@ struct Cli {
     #[arg(long, env = "HOOKYARD_ROUTER_EGRESS_ENDPOINT", value_parser = http_url)]
     egress_endpoint: Option<String>,
     /// Base URL of the token service's consent page as a browser reaches it (e.g.
-    /// `http://127.0.0.1:8090`), for the web console's Connect link of OAuth 2.0
+    /// `http://127.0.0.1:50055`), for the web console's Connect link of OAuth 2.0
     /// authorization-code connections. Without it the console shows no link.
     #[arg(long, env = "HOOKYARD_ROUTER_CONSOLE_CONSENT_URL", value_parser = http_url)]
     console_consent_url: Option<String>,
