@@ -63,6 +63,7 @@ auth = {{ type = "oauth2_authorization_code", authorize_url = "{server}/authoriz
     .await?;
     assert!(requests_to(&partner, "/v1/contacts").await.is_empty());
     assert!(stack.dead_letters("contacts").await?.is_empty());
+    assert_eq!(consent_state(&stack, "crm").await?, "needs_consent");
 
     let browser = browser();
     let authorize = click_connect(&browser, &page, "crm").await;
@@ -82,6 +83,27 @@ auth = {{ type = "oauth2_authorization_code", authorize_url = "{server}/authoriz
         "with the consented token"
     );
     assert!(stack.dead_letters("contacts").await?.is_empty(), "lost 0");
+    assert_eq!(consent_state(&stack, "crm").await?, "connected");
+    // A connection without consent to give is not asked about.
+    let refused = consent_state(&stack, "erp")
+        .await
+        .expect_err("not authorization code");
+    assert!(format!("{refused:#}").contains("NotFound"), "{refused:#}");
     stack.stop().await;
     Ok(())
+}
+
+/// The consent state the token service gives the console for `connection`.
+async fn consent_state(stack: &Stack, connection: &str) -> anyhow::Result<String> {
+    use hookyard_proto::token::v1::{
+        GetConsentStateRequest, token_service_client::TokenServiceClient,
+    };
+    let mut client = TokenServiceClient::connect(stack.token.clone()).await?;
+    let answer = client
+        .get_consent_state(GetConsentStateRequest {
+            connection: connection.to_owned(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
+    Ok(answer.into_inner().state)
 }

@@ -164,6 +164,7 @@ impl Stack {
                 console: hookyard_router::admin::ConsoleSettings {
                     egress_endpoint: Some(egress_url.clone()),
                     consent_url: None,
+                    token_endpoint: Some(token_url.clone()),
                 },
             }),
             max_deliver: hookyard_router::ROUTER_MAX_DELIVER,

@@ -56,6 +56,11 @@ struct Cli {
     /// authorization-code connections. Without it the console shows no link.
     #[arg(long, env = "HOOKYARD_ROUTER_CONSOLE_CONSENT_URL", value_parser = http_url)]
     console_consent_url: Option<String>,
+    /// gRPC endpoint of the token service (e.g. `http://token:50053`), for the web console's
+    /// consent state of OAuth 2.0 authorization-code connections. Without it the console shows
+    /// no state.
+    #[arg(long, env = "HOOKYARD_ROUTER_TOKEN_ENDPOINT", value_parser = http_url)]
+    token_endpoint: Option<String>,
     /// Deliveries of one event after which the router stops trying to route it and
     /// dead-letters it on `hookyard.dlq.unrouted` with the reason `router_gave_up`.
     #[arg(long, env = "HOOKYARD_ROUTER_MAX_DELIVER", default_value_t = hookyard_router::ROUTER_MAX_DELIVER, value_parser = clap::value_parser!(u32).range(1..))]
@@ -131,6 +136,7 @@ async fn serve(
             let console = hookyard_router::admin::ConsoleSettings {
                 egress_endpoint: cli.egress_endpoint.clone(),
                 consent_url: cli.console_consent_url.clone(),
+                token_endpoint: cli.token_endpoint.clone(),
             };
             Some(hookyard_router::admin::Settings {
                 listener,

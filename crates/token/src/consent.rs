@@ -51,10 +51,25 @@ async fn not_found() -> Response {
 }
 
 /// A connection's state, as the list shows it.
-enum Standing {
+pub(crate) enum Standing {
     Connected { expires_at_ms: i64 },
     NeedsConsent,
     Broken(String),
+}
+
+/// Whether the authorization-code connection `name` has a person's consent: a record that is
+/// not marked as needing it and has a refresh token or a usable access token.
+pub(crate) async fn standing(store: &Store, name: &str) -> Standing {
+    match store.load(name).await {
+        Ok(Some((record, _))) if record.needs_consent => Standing::NeedsConsent,
+        Ok(Some((record, _))) if record.refresh_token.is_some() || record.usable_at(now_ms()) => {
+            Standing::Connected {
+                expires_at_ms: record.expires_at_ms,
+            }
+        }
+        Ok(_) => Standing::NeedsConsent,
+        Err(error) => Standing::Broken(error.to_string()),
+    }
 }
 
 async fn list(State(live): State<Arc<Live>>) -> Response {
@@ -68,18 +83,7 @@ async fn list(State(live): State<Arc<Live>>) -> Response {
             continue;
         }
         let name = grant.connection();
-        let standing = match store.load(name).await {
-            Ok(Some((record, _))) if record.needs_consent => Standing::NeedsConsent,
-            Ok(Some((record, _)))
-                if record.refresh_token.is_some() || record.usable_at(now_ms()) =>
-            {
-                Standing::Connected {
-                    expires_at_ms: record.expires_at_ms,
-                }
-            }
-            Ok(_) => Standing::NeedsConsent,
-            Err(error) => Standing::Broken(error.to_string()),
-        };
+        let standing = standing(store, name).await;
         let (class, text) = match &standing {
             Standing::Connected { expires_at_ms } => (
                 "connected",

@@ -1,8 +1,8 @@
 //! The gRPC face of the token service: `hookyard.token.v1.TokenService`.
 
 use hookyard_proto::token::v1::{
-    GetTokenRequest, GetTokenResponse, InvalidateTokenRequest, InvalidateTokenResponse,
-    token_service_server::TokenService,
+    GetConsentStateRequest, GetConsentStateResponse, GetTokenRequest, GetTokenResponse,
+    InvalidateTokenRequest, InvalidateTokenResponse, token_service_server::TokenService,
 };
 use secrecy::ExposeSecret;
 use std::sync::Arc;
@@ -10,7 +10,12 @@ use tracing::Instrument as _;
 
 use tonic::{Request, Response, Status};
 
-use crate::{live::Live, metrics::Metrics};
+use crate::{
+    consent::{self, Standing},
+    grant::Kind,
+    live::Live,
+    metrics::Metrics,
+};
 
 /// Serves tokens from the cache.
 pub(crate) struct TokenApi {
@@ -93,5 +98,43 @@ impl TokenService for TokenApi {
             .map_err(|e| Status::from(&e))?;
         tracing::debug!(connection, invalidated, "token invalidation requested");
         Ok(Response::new(InvalidateTokenResponse { invalidated }))
+    }
+
+    async fn get_consent_state(
+        &self,
+        request: Request<GetConsentStateRequest>,
+    ) -> Result<Response<GetConsentStateResponse>, Status> {
+        let connection = request.into_inner().connection;
+        let tokens = self.tokens.current();
+        let is_consented = tokens
+            .grant(&connection)
+            .is_ok_and(|g| matches!(g.kind(), Kind::AuthorizationCode { .. }));
+        if !is_consented {
+            return Err(Status::not_found(
+                "no oauth2_authorization_code connection of that name",
+            ));
+        }
+        let Some(store) = tokens.store() else {
+            return Err(Status::failed_precondition(
+                "the token service keeps no token store, which consent needs",
+            ));
+        };
+        let answer = match consent::standing(store, &connection).await {
+            Standing::Connected { expires_at_ms } => GetConsentStateResponse {
+                state: "connected".to_owned(),
+                expires_at_ms,
+                detail: String::new(),
+            },
+            Standing::NeedsConsent => GetConsentStateResponse {
+                state: "needs_consent".to_owned(),
+                ..GetConsentStateResponse::default()
+            },
+            Standing::Broken(why) => GetConsentStateResponse {
+                state: "broken".to_owned(),
+                detail: why,
+                ..GetConsentStateResponse::default()
+            },
+        };
+        Ok(Response::new(answer))
     }
 }

@@ -45,6 +45,9 @@ pub struct Settings {
     /// Base URL of the token service's consent page (`…/connect/<name>` is appended), for the
     /// Connect link of OAuth 2.0 authorization-code connections; `None` shows no link.
     pub consent_url: Option<String>,
+    /// gRPC endpoint of the token service, for those connections' consent state; `None` shows
+    /// no state.
+    pub token_endpoint: Option<String>,
 }
 
 /// What every console page needs.

@@ -15,9 +15,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use hookyard_core::config::{Connection, ConnectionAuth};
-use hookyard_proto::egress::v1::{
-    Header, TestConnectionRequest, TestConnectionResponse,
-    egress_service_client::EgressServiceClient,
+use hookyard_proto::{
+    egress::v1::{
+        Header, TestConnectionRequest, TestConnectionResponse,
+        egress_service_client::EgressServiceClient,
+    },
+    token::v1::{GetConsentStateRequest, token_service_client::TokenServiceClient},
 };
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -44,6 +47,7 @@ pub(crate) async fn list(
     Extension(signed): Extension<Signed>,
 ) -> Response {
     let integration = console.ctx.table.current();
+    let states = consent_states(&console.settings, &integration).await;
     let content = html! {
         h1 { "Connections" }
         @if console.settings.egress_endpoint.is_none() {
@@ -51,7 +55,7 @@ pub(crate) async fn list(
         }
         @if integration.connections.is_empty() { p.muted { "The integration file has no connections." } }
         @for (name, connection) in &integration.connections {
-            (card(&console.settings, &signed, name, connection))
+            (card(&console.settings, &signed, name, connection, states.get(name)))
         }
     };
     page::layout("Connections", Some(&signed), content).into_response()
@@ -87,12 +91,67 @@ fn host(url: &str) -> String {
     rest.split('/').next().unwrap_or_default().to_owned()
 }
 
+/// How long the console waits for the token service's answer about one connection.
+const CONSENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The consent state of each authorization-code connection, as the token service tells it
+/// (`connected`, `needs consent`, `broken: …`, or why it could not say); empty without a
+/// token endpoint.
+async fn consent_states(
+    settings: &super::Settings,
+    integration: &hookyard_core::Integration,
+) -> std::collections::BTreeMap<String, String> {
+    let mut states = std::collections::BTreeMap::new();
+    let Some(endpoint) = &settings.token_endpoint else {
+        return states;
+    };
+    let names = integration
+        .connections
+        .iter()
+        .filter(|(_, c)| matches!(c.auth, ConnectionAuth::OAuth2AuthorizationCode { .. }))
+        .map(|(name, _)| name.clone());
+    let mut client = None;
+    for name in names {
+        if client.is_none() {
+            client = TokenServiceClient::connect(endpoint.clone()).await.ok();
+        }
+        let state = match client.as_mut() {
+            None => "unknown: the token service cannot be reached".to_owned(),
+            Some(client) => {
+                let mut request = tonic::Request::new(GetConsentStateRequest {
+                    connection: name.clone(),
+                });
+                request.set_timeout(CONSENT_TIMEOUT);
+                match client.get_consent_state(request).await {
+                    Ok(answer) => {
+                        let answer = answer.into_inner();
+                        match answer.state.as_str() {
+                            "needs_consent" => "needs consent".to_owned(),
+                            "broken" => format!("broken: {}", answer.detail),
+                            other => other.to_owned(),
+                        }
+                    }
+                    Err(status) => format!("unknown: {}", status.message()),
+                }
+            }
+        };
+        states.insert(name, state);
+    }
+    states
+}
+
 /// The Connect link of a connection on the consent page at `base`.
 fn connect_link(base: &str, name: &str) -> String {
     format!("{}/connect/{name}", base.trim_end_matches('/'))
 }
 
-fn card(settings: &super::Settings, signed: &Signed, name: &str, c: &Connection) -> Markup {
+fn card(
+    settings: &super::Settings,
+    signed: &Signed,
+    name: &str,
+    c: &Connection,
+    state: Option<&String>,
+) -> Markup {
     html! {
         section.connection id=(format!("connection-{name}")) {
             h2 { (name) }
@@ -104,9 +163,11 @@ fn card(settings: &super::Settings, signed: &Signed, name: &str, c: &Connection)
                 }
                 @if matches!(c.auth, ConnectionAuth::OAuth2AuthorizationCode { .. }) {
                     tr { th { "Consent" } td {
+                        @if let Some(state) = state {
+                            span.consent data-state=(state) { (state) } " "
+                        }
                         @if let Some(base) = &settings.consent_url {
                             a.connect href=(connect_link(base, name)) { "Connect" }
-                            " " span.muted { "(the token service's consent page shows whether it is connected)" }
                         } @else {
                             span.muted { "set HOOKYARD_ROUTER_CONSOLE_CONSENT_URL for the Connect link" }
                         }
@@ -350,8 +411,9 @@ redirect_uri = "https://hooks.example/oauth/callback"
         let mut settings = super::super::Settings {
             egress_endpoint: None,
             consent_url: Some("http://127.0.0.1:50055/".to_owned()),
+            token_endpoint: None,
         };
-        let shown = card(&settings, &signed, "crm", crm).into_string();
+        let shown = card(&settings, &signed, "crm", crm, None).into_string();
         assert!(
             shown.contains(r#"href="http://127.0.0.1:50055/connect/crm""#),
             "{shown}"
@@ -362,8 +424,13 @@ redirect_uri = "https://hooks.example/oauth/callback"
             "{shown}"
         );
         settings.consent_url = None;
-        let shown = card(&settings, &signed, "crm", crm).into_string();
+        let state = "needs consent".to_owned();
+        let shown = card(&settings, &signed, "crm", crm, Some(&state)).into_string();
         assert!(!shown.contains("/connect/crm"), "{shown}");
+        assert!(
+            shown.contains(r#"data-state="needs consent""#),
+            "the token service's answer is shown: {shown}"
+        );
     }
 
     #[test]
