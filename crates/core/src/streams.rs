@@ -15,7 +15,8 @@
 //! hash).
 //!
 //! Ownership: ingress creates or updates `HOOKYARD_IN` at start; the router creates or updates
-//! `HOOKYARD_IN`, `HOOKYARD_WORK` and `HOOKYARD_DLQ` (it reads the first and writes the others);
+//! `HOOKYARD_IN`, `HOOKYARD_WORK`, `HOOKYARD_DLQ` and `HOOKYARD_WAIT` (it reads the first, writes
+//! the others, and moves what waits in the last back to the work queue);
 //! a worker creates or updates `HOOKYARD_WORK` and `HOOKYARD_DLQ` so it can bind its consumer
 //! whichever service starts first. `HOOKYARD_AUDIT` holds what happened to events, best effort
 //! and `discard: old`: egress (when auditing is on) publishes one record per outbound attempt on
