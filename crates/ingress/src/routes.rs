@@ -362,27 +362,9 @@ async fn store(
     };
     let payload = envelope.encode_to_vec();
     check_payload(app, &envelope, payload.len())?;
-    let stored = tracing::info_span!(
-        "store",
-        stream_seq = tracing::field::Empty,
-        duplicate = tracing::field::Empty
-    );
-    let mut trace = async_nats::HeaderMap::new();
-    hookyard_core::trace::to_nats(&stored, &mut trace);
-    let ack = app
-        .publisher
-        .publish(
-            app.topology.in_subject(&source.name),
-            &envelope.id,
-            &source.name,
-            payload.into(),
-            trace,
-        )
-        .instrument(stored.clone())
+    let ack = publish(app, source, &envelope.id, payload)
         .await
         .map_err(unavailable)?;
-    stored.record("stream_seq", ack.sequence);
-    stored.record("duplicate", ack.duplicate);
     app.metrics
         .stored(&source.name, received_at.elapsed().as_secs_f64());
     tracing::info!(
@@ -422,6 +404,37 @@ async fn dedup_record(
         .lookup(&envelope.id, window, envelope.received_at_ms)
         .await
         .map(Some)
+}
+
+/// Stores the event through the group commit within its `store` span, whose trace context the
+/// stored message carries for the router.
+async fn publish(
+    app: &App,
+    source: &SourceEntry,
+    event_id: &str,
+    payload: Vec<u8>,
+) -> Result<async_nats::jetstream::publish::PublishAck, crate::publish::PublishError> {
+    let stored = tracing::info_span!(
+        "store",
+        stream_seq = tracing::field::Empty,
+        duplicate = tracing::field::Empty
+    );
+    let mut trace = async_nats::HeaderMap::new();
+    hookyard_core::trace::to_nats(&stored, &mut trace);
+    let ack = app
+        .publisher
+        .publish(
+            app.topology.in_subject(&source.name),
+            event_id,
+            &source.name,
+            payload.into(),
+            trace,
+        )
+        .instrument(stored.clone())
+        .await?;
+    stored.record("stream_seq", ack.sequence);
+    stored.record("duplicate", ack.duplicate);
+    Ok(ack)
 }
 
 /// NATS refuses a message over the server's `max_payload` whatever happens, so a retry could
