@@ -18,8 +18,8 @@
 //! `HOOKYARD_IN`, `HOOKYARD_WORK`, `HOOKYARD_DLQ` and `HOOKYARD_WAIT` (it reads the first, writes
 //! the others, and moves what waits in the last back to the work queue);
 //! a worker creates or updates `HOOKYARD_WORK` and `HOOKYARD_DLQ` so it can bind its consumer
-//! whichever service starts first. `HOOKYARD_AUDIT` holds what happened to events, best effort
-//! and `discard: old`: egress (when auditing is on) publishes one record per outbound attempt on
+//! whichever service starts first. `HOOKYARD_AUDIT` holds what happened to events, never holding
+//! up a call, with `discard: old`: egress (when auditing is on) publishes one record per outbound attempt on
 //! `hookyard.audit.egress.<connection>.<event id>`, workers one outcome per delivery on
 //! `hookyard.audit.worker.<handler>.<outcome>.<event id>`, and the router's admin API one record
 //! per replay on `hookyard.audit.replay`; each of them creates or updates the stream. The ids in

@@ -3,8 +3,12 @@
 //! JetStream stream `HOOKYARD_AUDIT` — connection, method, URL with secrets redacted, status or
 //! error, latency, attempt number, event id and handler. Header values and bodies are never recorded.
 //!
-//! Best effort: records go through a bounded queue to one publishing task; a full queue or a
-//! failed publish drops the record with a warning and never fails or slows a call.
+//! Records go through a bounded queue to one publishing task, which takes whatever is waiting
+//! (up to [`BATCH`]) and publishes it all at once, then waits for the acks, so under load the
+//! audit keeps up with the calls instead of storing one record per round trip. A record
+//! JetStream did not store is published again after a pause (growing to 2 s) until it is, so a
+//! short NATS or stream outage loses nothing. Recording never fails or slows a call: only when
+//! the queue is full (an outage longer than it holds) is a record dropped, with a warning.
 //!
 //! Start-up never waits for NATS: the publishing task creates or updates the stream with
 //! backoff until JetStream answers (NATS may start after egress), and only then publishes.
@@ -15,6 +19,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
+use bytes::Bytes;
 use hookyard_core::streams::Topology;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -23,6 +28,11 @@ use url::Url;
 
 /// Records waiting to be published; more are dropped.
 const QUEUE: usize = 4096;
+/// Records published at once, before waiting for their acks.
+const BATCH: usize = 256;
+/// Pause before publishing again what was not stored; doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Put in place of a redacted value.
 pub use hookyard_core::redact::REDACTED;
@@ -30,7 +40,7 @@ pub use hookyard_core::redact::REDACTED;
 /// Where egress sends its audit records.
 #[derive(Debug, Clone)]
 pub struct Audit {
-    queue: mpsc::Sender<(String, Vec<u8>)>,
+    queue: mpsc::Sender<(String, Bytes)>,
     topology: Topology,
     ready: watch::Receiver<bool>,
 }
@@ -40,7 +50,7 @@ impl Audit {
     /// retrying until it succeeds or `stop` is cancelled.
     pub fn start(client: async_nats::Client, topology: &Topology, stop: CancellationToken) -> Self {
         let js = jetstream::new(client);
-        let (queue, mut records) = mpsc::channel::<(String, Vec<u8>)>(QUEUE);
+        let (queue, mut records) = mpsc::channel::<(String, Bytes)>(QUEUE);
         let (set_ready, ready) = watch::channel(false);
         let setup = topology.clone();
         tokio::spawn(async move {
@@ -57,14 +67,9 @@ impl Audit {
             }
             tracing::info!(stream = %setup.audit_stream(), "audit stream ready");
             set_ready.send_replace(true);
-            while let Some((subject, record)) = records.recv().await {
-                let published = match js.publish(subject, record.into()).await {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(error) = published {
-                    tracing::warn!(error, "audit record not stored");
-                }
+            let mut batch = Vec::with_capacity(BATCH);
+            while records.recv_many(&mut batch, BATCH).await > 0 {
+                store_all(&js, &mut batch, &stop).await;
             }
         });
         Self {
@@ -90,12 +95,61 @@ impl Audit {
         let subject = self
             .topology
             .audit_egress_subject(record.connection, record.event_id.unwrap_or_default());
-        if self.queue.try_send((subject, bytes)).is_err() {
+        if self.queue.try_send((subject, bytes.into())).is_err() {
             tracing::warn!(
                 connection = record.connection,
                 "audit queue full, record dropped"
             );
         }
+    }
+}
+
+/// Publishes every record of `batch` at once and waits for the acks; what was not stored is
+/// published again after a pause, until everything is or `stop` is cancelled. Leaves `batch`
+/// empty.
+async fn store_all(
+    js: &jetstream::Context,
+    batch: &mut Vec<(String, Bytes)>,
+    stop: &CancellationToken,
+) {
+    let mut pause = RETRY_FIRST;
+    loop {
+        let results = futures::future::join_all(batch.iter().map(|(subject, record)| async move {
+            match js.publish(subject.clone(), record.clone()).await {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }))
+        .await;
+        let mut error = None;
+        let failed: Vec<(String, Bytes)> = batch
+            .drain(..)
+            .zip(results)
+            .filter_map(|(record, result)| result.err().map(|e| (record, e)))
+            .map(|(record, e)| {
+                error.get_or_insert(e);
+                record
+            })
+            .collect();
+        let Some(error) = error else {
+            return;
+        };
+        tracing::warn!(
+            records = failed.len(),
+            error,
+            retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+            "audit records not stored yet, publishing them again"
+        );
+        *batch = failed;
+        tokio::select! {
+            () = stop.cancelled() => {
+                tracing::warn!(records = batch.len(), "stopping: audit records not stored");
+                batch.clear();
+                return;
+            }
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RETRY_MAX);
     }
 }
 

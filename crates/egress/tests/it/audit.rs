@@ -123,3 +123,67 @@ async fn every_attempt_is_recorded_without_secrets() {
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0]["error"], "PermissionDenied");
 }
+
+/// A record JetStream could not store (here: the audit stream was deleted) is published again
+/// until it is stored, not dropped.
+#[tokio::test]
+async fn records_not_stored_during_an_outage_are_stored_once_it_ends() {
+    let nats = Nats::start().await.expect("nats");
+    let client = nats.client().await.expect("client");
+    let mut topology = Topology::new(&unique_namespace("eg"));
+    topology.limits.audit_max_bytes = 16 * 1024 * 1024;
+    let audit = hookyard_egress::Audit::start(client.clone(), &topology, CancellationToken::new());
+    let partner = MockServer::start().await;
+    Mock::given(matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&partner)
+        .await;
+    let services = Services::spawn_egress_audited(
+        integration(&config(&Targets {
+            partner: &partner.uri(),
+            authorization_server: "http://127.0.0.1:9",
+        })),
+        Some("http://127.0.0.1:9".to_owned()),
+        Some(audit),
+        CancellationToken::new(),
+    )
+    .await;
+    let js = async_nats::jetstream::new(client);
+    let stream = topology.audit_stream();
+    services
+        .call(call("header", "GET", "/before"))
+        .await
+        .expect("call");
+    wait_for(Duration::from_secs(10), "the first record", || async {
+        records(&js, &stream).await.len() == 1
+    })
+    .await
+    .expect("a record");
+
+    js.delete_stream(&stream).await.expect("stream deleted");
+    for n in 0..3 {
+        services
+            .call(call("header", "GET", &format!("/during/{n}")))
+            .await
+            .expect("the call does not wait for its audit");
+    }
+    topology.ensure_audit(&js).await.expect("stream back");
+    wait_for(
+        Duration::from_secs(20),
+        "the outage's 3 records",
+        || async { records(&js, &stream).await.len() == 3 },
+    )
+    .await
+    .expect("records published again");
+    let urls: Vec<String> = records(&js, &stream)
+        .await
+        .iter()
+        .filter_map(|r| r["url"].as_str().map(str::to_owned))
+        .collect();
+    for n in 0..3 {
+        assert!(
+            urls.iter().any(|u| u.ends_with(&format!("/during/{n}"))),
+            "{urls:?}"
+        );
+    }
+}
