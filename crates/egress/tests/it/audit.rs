@@ -28,13 +28,19 @@ async fn records(js: &async_nats::jetstream::Context, stream: &str) -> Vec<Value
     out
 }
 
-#[tokio::test]
-async fn every_attempt_is_recorded_without_secrets() {
+/// A NATS server, a client of it, a namespace, and an audit recording into it.
+async fn audited() -> (Nats, async_nats::Client, Topology, hookyard_egress::Audit) {
     let nats = Nats::start().await.expect("nats");
     let client = nats.client().await.expect("client");
     let mut topology = Topology::new(&unique_namespace("eg"));
     topology.limits.audit_max_bytes = 16 * 1024 * 1024;
     let audit = hookyard_egress::Audit::start(client.clone(), &topology, CancellationToken::new());
+    (nats, client, topology, audit)
+}
+
+#[tokio::test]
+async fn every_attempt_is_recorded_without_secrets() {
+    let (_nats, client, topology, audit) = audited().await;
     let partner = MockServer::start().await;
     Mock::given(matchers::path("/orders"))
         .respond_with(ResponseTemplate::new(503))
@@ -128,11 +134,7 @@ async fn every_attempt_is_recorded_without_secrets() {
 /// until it is stored, not dropped.
 #[tokio::test]
 async fn records_not_stored_during_an_outage_are_stored_once_it_ends() {
-    let nats = Nats::start().await.expect("nats");
-    let client = nats.client().await.expect("client");
-    let mut topology = Topology::new(&unique_namespace("eg"));
-    topology.limits.audit_max_bytes = 16 * 1024 * 1024;
-    let audit = hookyard_egress::Audit::start(client.clone(), &topology, CancellationToken::new());
+    let (_nats, client, topology, audit) = audited().await;
     let partner = MockServer::start().await;
     Mock::given(matchers::any())
         .respond_with(ResponseTemplate::new(200))
