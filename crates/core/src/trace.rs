@@ -129,6 +129,16 @@ pub fn from_http(headers: &http::HeaderMap) -> Context {
     TraceContextPropagator::new().extract(&HttpCarrier::Read(headers))
 }
 
+/// The trace context of a webhook's sender: its `traceparent` only. Its `tracestate` is the
+/// sender's vendor data, which would otherwise travel on to the partner's request.
+pub fn from_sender(headers: &http::HeaderMap) -> Context {
+    let mut parent = http::HeaderMap::new();
+    if let Some(value) = headers.get("traceparent") {
+        parent.insert("traceparent", value.clone());
+    }
+    from_http(&parent)
+}
+
 /// Writes `span`'s trace context into HTTP headers or gRPC metadata (nothing when off).
 pub fn to_http(span: &tracing::Span, headers: &mut http::HeaderMap) {
     TraceContextPropagator::new().inject_context(&span.context(), &mut HttpCarrier::Write(headers));
@@ -262,5 +272,28 @@ mod tests {
             cx.span().span_context().trace_id().to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
+    }
+
+    #[test]
+    fn a_senders_tracestate_is_not_carried_on() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        );
+        headers.insert("tracestate", http::HeaderValue::from_static("vendor=steer"));
+        assert_eq!(
+            from_http(&headers)
+                .span()
+                .span_context()
+                .trace_state()
+                .header(),
+            "vendor=steer"
+        );
+        let cx = from_sender(&headers);
+        assert!(cx.span().span_context().is_valid());
+        assert_eq!(cx.span().span_context().trace_state().header(), "");
     }
 }

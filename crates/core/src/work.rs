@@ -54,7 +54,8 @@ pub async fn store(
     }
 }
 
-/// Publishes to `subject` and waits for the acknowledgement.
+/// Publishes to `subject` and waits for JetStream's acknowledgement: the one way services
+/// store a message they must know is stored (work items, dead letters, dedup and audit records).
 pub async fn publish(
     js: &jetstream::Context,
     subject: String,

@@ -114,18 +114,24 @@ async fn store_all(
 ) {
     let mut pause = RETRY_FIRST;
     loop {
-        let results = futures::future::join_all(batch.iter().map(|(subject, record)| async move {
-            match js.publish(subject.clone(), record.clone()).await {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            }
+        let results = futures::future::join_all(batch.iter().map(|(subject, record)| {
+            hookyard_core::work::publish(
+                js,
+                subject.clone(),
+                async_nats::HeaderMap::new(),
+                record.clone(),
+            )
         }))
         .await;
         let mut error = None;
         let failed: Vec<(String, Bytes)> = batch
             .drain(..)
             .zip(results)
-            .filter_map(|(record, result)| result.err().map(|e| (record, e)))
+            .filter_map(|(record, result)| {
+                result
+                    .err()
+                    .map(|e| (record, hookyard_core::telemetry::report(&e)))
+            })
             .map(|(record, e)| {
                 error.get_or_insert(e);
                 record

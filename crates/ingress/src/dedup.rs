@@ -161,16 +161,15 @@ async fn write_all(
 
 async fn write_each(js: &jetstream::Context, timeout: Duration, records: &[Record]) {
     let writes = records.iter().map(|r| async move {
-        let put = async {
-            js.publish(r.subject.clone(), r.value.clone())
-                .await
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())
-        };
+        let put = hookyard_core::work::publish(
+            js,
+            r.subject.clone(),
+            async_nats::HeaderMap::new(),
+            r.value.clone(),
+        );
         match tokio::time::timeout(timeout, put).await {
-            Ok(Ok(_)) => None,
-            Ok(Err(error)) => Some(error),
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(hookyard_core::telemetry::report(&error)),
             Err(_) => Some(format!("no answer within {timeout:?}")),
         }
     });

@@ -217,7 +217,7 @@ async fn webhook(State(app): State<Arc<App>>, request: Request) -> Response {
         outcome = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
-    hookyard_core::trace::adopt(&span, hookyard_core::trace::from_http(request.headers()));
+    hookyard_core::trace::adopt(&span, hookyard_core::trace::from_sender(request.headers()));
     let (response, outcome) = match accept(&app, request).instrument(span.clone()).await {
         Ok((response, outcome)) => (response, outcome),
         Err(error) => {
