@@ -101,6 +101,9 @@ pub struct StreamLimits {
     /// Size cap of the `HOOKYARD_STEPS` bucket (the results of completed steps of work items
     /// whose delivery has not ended; a partner answer can be large).
     pub steps_max_bytes: i64,
+    /// Replicas of every stream and bucket: 1 on a single server, 3 on a three-node cluster
+    /// (each message is then on a majority of the nodes before it is acknowledged).
+    pub replicas: usize,
 }
 
 /// Default of [`StreamLimits::work_max_per_handler`]: at a few KiB per item, a fraction of the
@@ -142,6 +145,7 @@ impl Default for StreamLimits {
             poll_leases_max_bytes: 4 * 1024 * 1024,
             returns_max_bytes: 16 * 1024 * 1024,
             steps_max_bytes: 256 * 1024 * 1024,
+            replicas: 1,
         }
     }
 }
@@ -375,6 +379,7 @@ impl Topology {
             description: Some("hookyard: every accepted event, raw, replayable".to_owned()),
             // Ingress stores events in atomic batches (group commit).
             allow_atomic_publish: true,
+            num_replicas: self.limits.replicas,
             ..Default::default()
         }
     }
@@ -395,6 +400,7 @@ impl Topology {
             discard_new_per_subject: true,
             duplicate_window: self.limits.duplicate_window,
             description: Some("hookyard: one message per (event, handler)".to_owned()),
+            num_replicas: self.limits.replicas,
             ..Default::default()
         }
     }
@@ -413,6 +419,7 @@ impl Topology {
             description: Some(
                 "hookyard: work items of handlers at their cap, until there is room".to_owned(),
             ),
+            num_replicas: self.limits.replicas,
             ..Default::default()
         }
     }
@@ -429,6 +436,7 @@ impl Topology {
             max_bytes: self.limits.dlq_max_bytes,
             duplicate_window: self.limits.duplicate_window,
             description: Some("hookyard: failed or unroutable events with the reason".to_owned()),
+            num_replicas: self.limits.replicas,
             ..Default::default()
         }
     }
@@ -445,6 +453,7 @@ impl Topology {
             max_age: self.limits.audit_max_age,
             max_bytes: self.limits.audit_max_bytes,
             description: Some("hookyard: every outbound attempt of egress, redacted".to_owned()),
+            num_replicas: self.limits.replicas,
             ..Default::default()
         }
     }
@@ -466,6 +475,7 @@ impl Topology {
             // The value is a timestamp; the limit covers the key and headers as well.
             max_value_size: 1024,
             storage: StorageType::File,
+            num_replicas: self.limits.replicas,
             ..Default::default()
         }
     }
@@ -484,6 +494,7 @@ impl Topology {
             storage: StorageType::File,
             // Enables per-message TTLs; the markers a TTL leaves behind last this long.
             limit_markers: Some(Duration::from_secs(60)),
+            num_replicas: self.limits.replicas,
             ..Default::default()
         }
     }
@@ -513,6 +524,7 @@ impl Topology {
             max_bytes: self.limits.poll_cursors_max_bytes,
             max_value_size: 64 * 1024,
             storage: StorageType::File,
+            num_replicas: self.limits.replicas,
             ..Default::default()
         }
     }
@@ -528,6 +540,7 @@ impl Topology {
             max_value_size: 1024,
             storage: StorageType::File,
             limit_markers: Some(Duration::from_secs(60)),
+            num_replicas: self.limits.replicas,
             ..Default::default()
         }
     }
@@ -555,6 +568,7 @@ impl Topology {
             max_bytes: self.limits.returns_max_bytes,
             max_value_size: 64,
             storage: StorageType::File,
+            num_replicas: self.limits.replicas,
             ..Default::default()
         }
     }
@@ -593,6 +607,7 @@ impl Topology {
             // Per-message TTL, so the marker a removal leaves expires instead of filling the
             // bucket with one marker per work item.
             limit_markers: Some(Duration::from_secs(60)),
+            num_replicas: self.limits.replicas,
             ..Default::default()
         }
     }
@@ -852,6 +867,34 @@ mod tests {
         assert_eq!(t.in_stream(), "T1_HOOKYARD_IN");
         assert_eq!(t.work_subject("orders"), "t1.hookyard.work.orders");
         assert_eq!(t.in_config().subjects, vec!["t1.hookyard.in.>".to_owned()]);
+    }
+
+    #[test]
+    fn every_stream_and_bucket_takes_the_replica_count() {
+        let mut t = Topology::new("t1");
+        assert_eq!(t.in_config().num_replicas, 1);
+        t.limits.replicas = 3;
+        let streams = [
+            t.in_config(),
+            t.work_config(),
+            t.wait_config(),
+            t.dlq_config(),
+            t.audit_config(),
+        ];
+        for config in &streams {
+            assert_eq!(config.num_replicas, 3, "{}", config.name);
+        }
+        let buckets = [
+            t.dedup_config(),
+            t.tokens_config(),
+            t.poll_cursors_config(),
+            t.poll_leases_config(),
+            t.returns_config(),
+            t.steps_config(),
+        ];
+        for config in &buckets {
+            assert_eq!(config.num_replicas, 3, "{}", config.bucket);
+        }
     }
 
     #[test]
