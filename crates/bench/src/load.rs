@@ -37,6 +37,8 @@ pub struct Outcome {
     pub latencies_us: Vec<u32>,
     /// Wall time of the run, seconds.
     pub seconds: f64,
+    /// With [`Bodies::tracked`]: the number of each body answered 2xx and when the answer came.
+    pub accepts: Vec<(u64, Instant)>,
 }
 
 impl Outcome {
@@ -47,6 +49,7 @@ impl Outcome {
         self.other += other.other;
         self.errors += other.errors;
         self.latencies_us.extend(other.latencies_us);
+        self.accepts.extend(other.accepts);
     }
 
     pub fn ok_per_second(&self) -> f64 {
@@ -68,12 +71,16 @@ pub fn percentile(values: &mut [u32], p: f64) -> u32 {
     values[rank.clamp(1, values.len()) - 1]
 }
 
-/// Unique request bodies of one size: JSON with a counter and padding.
+/// Unique request bodies of one size: JSON whose first key is `"id":"<prefix>-<n>"`, then
+/// padding.
 #[derive(Clone)]
 pub struct Bodies {
     size: usize,
     prefix: String,
     next: Arc<AtomicU64>,
+    /// Whether runs keep each accepted body's number and answer time ([`Outcome::accepts`]),
+    /// so an end-to-end run can match what the partner received to what ingress accepted.
+    track: bool,
 }
 
 impl Bodies {
@@ -82,18 +89,39 @@ impl Bodies {
             size,
             prefix: prefix.to_owned(),
             next: Arc::new(AtomicU64::new(0)),
+            track: false,
         }
     }
 
-    pub fn next(&self) -> Vec<u8> {
+    /// Like [`Bodies::new`], with every accepted body's number and answer time kept.
+    pub fn tracked(size: usize, prefix: &str) -> Self {
+        Self {
+            track: true,
+            ..Self::new(size, prefix)
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The next body and its number `n` (its id is `<prefix>-<n>`).
+    fn numbered(&self) -> (u64, Vec<u8>) {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let head = format!("{{\"id\":\"{}-{n}\",\"pad\":\"", self.prefix);
         let mut body = Vec::with_capacity(self.size.max(head.len() + 2));
         body.extend_from_slice(head.as_bytes());
         body.resize(self.size.saturating_sub(2).max(head.len()), b'x');
         body.extend_from_slice(b"\"}");
-        body
+        (n, body)
     }
+}
+
+/// The id a body of [`Bodies`] carries: the string value of its leading `"id"` key.
+pub fn body_id(body: &[u8]) -> Option<&str> {
+    let rest = body.strip_prefix(b"{\"id\":\"")?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&rest[..end]).ok()
 }
 
 /// One keep-alive connection.
@@ -188,14 +216,26 @@ impl Conn {
     }
 }
 
-fn record(outcome: &mut Outcome, answer: std::io::Result<Answer>, started: Instant) {
+/// Counts one answer; `tracked` is the body's number when its acceptance is to be kept.
+fn record(
+    outcome: &mut Outcome,
+    answer: std::io::Result<Answer>,
+    started: Instant,
+    tracked: Option<u64>,
+) {
     match answer {
         Ok(answer) => {
+            let now = Instant::now();
             outcome
                 .latencies_us
-                .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                .push((now - started).as_micros().min(u32::MAX as u128) as u32);
             match answer {
-                Answer::Ok => outcome.ok += 1,
+                Answer::Ok => {
+                    outcome.ok += 1;
+                    if let Some(n) = tracked {
+                        outcome.accepts.push((n, now));
+                    }
+                }
                 Answer::Shed { retry_after } => {
                     outcome.shed += 1;
                     if !retry_after {
@@ -217,22 +257,63 @@ pub async fn closed_loop(
     concurrency: usize,
     duration: Duration,
 ) -> Outcome {
+    closed_loop_until(addr, path, bodies, concurrency, Stop::after(duration)).await
+}
+
+/// When a closed loop stops: at `end`, or earlier once `accepted` requests got a 2xx.
+#[derive(Debug, Clone, Copy)]
+pub struct Stop {
+    pub end: Duration,
+    pub accepted: Option<u64>,
+}
+
+impl Stop {
+    pub fn after(duration: Duration) -> Self {
+        Self {
+            end: duration,
+            accepted: None,
+        }
+    }
+
+    /// Once `events` are accepted, or after `limit` at the latest (a stalled server).
+    pub fn accepted(events: u64, limit: Duration) -> Self {
+        Self {
+            end: limit,
+            accepted: Some(events),
+        }
+    }
+}
+
+/// `concurrency` connections, each posting back to back until `stop`.
+pub async fn closed_loop_until(
+    addr: SocketAddr,
+    path: &str,
+    bodies: &Bodies,
+    concurrency: usize,
+    stop: Stop,
+) -> Outcome {
     let started = Instant::now();
-    let end = started + duration;
+    let end = started + stop.end;
+    let wanted = stop.accepted.unwrap_or(u64::MAX);
+    let accepted = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (path, bodies) = (path.to_owned(), bodies.clone());
+            let (path, bodies, accepted) = (path.to_owned(), bodies.clone(), accepted.clone());
             tokio::spawn(async move {
                 let mut conn = Conn::new(addr);
                 let mut outcome = Outcome::default();
-                while Instant::now() < end {
-                    let body = bodies.next();
+                while Instant::now() < end && accepted.load(Ordering::Relaxed) < wanted {
+                    let (n, body) = bodies.numbered();
                     let sent = Instant::now();
                     let answer = conn.post(&path, &body).await;
-                    if answer.is_err() {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    match &answer {
+                        Ok(Answer::Ok) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
-                    record(&mut outcome, answer, sent);
+                    record(&mut outcome, answer, sent, bodies.track.then_some(n));
                 }
                 outcome
             })
@@ -274,9 +355,9 @@ pub async fn open_loop(
                         break;
                     }
                     tokio::time::sleep_until(due).await;
-                    let body = bodies.next();
+                    let (n, body) = bodies.numbered();
                     let answer = conn.post(&path, &body).await;
-                    record(&mut outcome, answer, due);
+                    record(&mut outcome, answer, due, bodies.track.then_some(n));
                 }
                 outcome
             })

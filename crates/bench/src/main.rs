@@ -14,18 +14,32 @@
 //! Then it measures subprocess steps (see `subprocess`): one Python 3 program run by the
 //! worker's own runner as a process per event and as a pool of long-lived processes.
 //!
-//! `--smoke` runs a ~10 s version and exits non-zero when something is broken (not on speed);
-//! `--only ingress` or `--only subprocess` runs one part.
+//! Then the end-to-end part (see `e2e`): for each NATS topology (one server, and a three-node
+//! cluster with three replicas of every stream) and durability mode, the real ingress, router,
+//! worker and egress binaries deliver to a loopback partner sink in the bench. It measures W1
+//! ingress alone on that topology, W2 (closed-loop delivered/s, then fixed offered rates;
+//! latency from ingress's 2xx to the sink's receipt, lost, duplicates, CPU over every process),
+//! W3 (a backlog accepted with the worker stopped, then drained), memory of every process, and
+//! r3 / single.
+//!
+//! `--smoke` runs a ~40 s version and exits non-zero when something is broken (not on speed):
+//! an event lost, nothing delivered, a part failing.
+//! `--only ingress`, `--only subprocess` or `--only e2e` runs one part.
 //! `fast-batch-probe` measures whether JetStream batch publishing (atomic, and ADR-50 fast
 //! batches) groups fsyncs under `sync_interval: always` (see `probe`).
-//! Not measured yet: W2 end to end through router, worker and egress, and the backlog drain.
+//! Not measured yet: OAuth (token service) on the delivery path, subprocess steps inside the
+//! pipeline, and a partner that is slow or failing.
 
+mod e2e;
+mod e2e_table;
 mod floors;
 mod load;
 mod overload;
+mod pipeline;
 mod probe;
 mod procs;
 mod report;
+mod sink;
 mod subprocess;
 mod suite;
 
@@ -35,7 +49,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::{procs::Mode, report::System};
+use crate::{
+    procs::{Mode, Topology},
+    report::System,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,9 +92,22 @@ struct Cli {
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
-    /// Runs one part only (default: both).
+    /// Runs one part only (default: all).
     #[arg(long, value_enum)]
     only: Option<Part>,
+    /// End to end: NATS topologies, `single` and/or `r3` (a three-node cluster, three replicas).
+    #[arg(long, value_delimiter = ',', default_value = "single,r3")]
+    topology: Vec<String>,
+    /// End to end: closed-loop concurrency (in-flight webhooks) of W1 on each topology, W2 and
+    /// the filling of the W3 backlog.
+    #[arg(long, default_value_t = 256)]
+    e2e_concurrency: usize,
+    /// End to end: events in the W3 backlog.
+    #[arg(long, default_value_t = 100_000)]
+    drain_events: u64,
+    /// End to end: seconds to wait for the pipeline to deliver what it accepted, per run.
+    #[arg(long, default_value_t = 300.0)]
+    drain_limit: f64,
     /// Subprocess steps: events in flight (oneshot: processes at once; persistent: the pool's
     /// processes).
     #[arg(long, default_value_t = 8)]
@@ -105,6 +135,9 @@ enum Part {
     Ingress,
     /// Subprocess step throughput, a process per event against persistent processes.
     Subprocess,
+    /// W2 end to end and W3 backlog drain through ingress, router, worker and egress, and W1
+    /// ingress, on each NATS topology.
+    E2e,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,11 +182,13 @@ struct Results {
     ratios: Vec<report::Ratio>,
     overload: Vec<overload::Overload>,
     memory: Vec<suite::Memory>,
-    /// `null` when `--only ingress`.
+    /// `null` when the subprocess part did not run.
     subprocess: Option<subprocess::Report>,
+    /// `null` when the end-to-end part did not run.
+    e2e: Option<e2e::Report>,
 }
 
-/// What the ingress part found (all empty when `--only subprocess`).
+/// What the ingress part found (all empty when it did not run).
 #[derive(Default)]
 struct IngressResults {
     records: Vec<report::Record>,
@@ -296,18 +331,25 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
     let dir = std::env::temp_dir().join(format!("hookyard-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut problems = Vec::new();
-    let ingress = if cli.only == Some(Part::Subprocess) {
-        IngressResults::default()
-    } else {
+    let ingress = if runs(&cli, Part::Ingress) {
         let ingress = run_ingress(&cli, &dir).await?;
         if cli.smoke {
             problems.extend(smoke_problems(&ingress.records, &ingress.overload));
         }
         ingress
-    };
-    let subprocess = if cli.only == Some(Part::Ingress) {
-        None
     } else {
+        IngressResults::default()
+    };
+    let e2e = if runs(&cli, Part::E2e) {
+        let report = run_e2e(&cli, &dir).await?;
+        if cli.smoke {
+            problems.extend(e2e_table::problems(&report));
+        }
+        Some(report)
+    } else {
+        None
+    };
+    let subprocess = if runs(&cli, Part::Subprocess) {
         eprintln!("hookyard-bench: measuring subprocess steps");
         let report = subprocess::run(&subprocess_plan(&cli), &dir).await?;
         println!("{}", subprocess::table(&report));
@@ -315,6 +357,8 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
             problems.extend(subprocess::problems(&report));
         }
         Some(report)
+    } else {
+        None
     };
     let results = Results {
         machine: machine(load_before),
@@ -325,6 +369,7 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
         overload: ingress.overload,
         memory: ingress.memory,
         subprocess,
+        e2e,
     };
     if let Some(parent) = cli.out.parent() {
         std::fs::create_dir_all(parent)?;
@@ -334,6 +379,58 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
     eprintln!("hookyard-bench: results in {}", cli.out.display());
     let _ = std::fs::remove_dir_all(&dir);
     Ok(problems)
+}
+
+/// Whether `part` runs: every part does unless `--only` names another.
+fn runs(cli: &Cli, part: Part) -> bool {
+    cli.only.is_none_or(|only| only == part)
+}
+
+/// Measures the whole pipeline on every topology and mode and prints its tables.
+async fn run_e2e(cli: &Cli, dir: &std::path::Path) -> anyhow::Result<e2e::Report> {
+    let plan = e2e_plan(cli)?;
+    let nats_binary = procs::nats_binary(cli.nats_server.clone(), dir)?;
+    let report = e2e::run(&plan, &nats_binary, dir).await?;
+    println!("{}", e2e_table::table(&report));
+    Ok(report)
+}
+
+/// The end-to-end part's plan: from the command line, or the smoke run's (short loads, a
+/// backlog of 2000 events, both topologies in the `always` mode).
+fn e2e_plan(cli: &Cli) -> anyhow::Result<e2e::Plan> {
+    let topologies = cli
+        .topology
+        .iter()
+        .map(|t| match t.as_str() {
+            "single" => Ok(Topology::Single),
+            "r3" => Ok(Topology::R3),
+            other => anyhow::bail!("unknown topology {other:?} (single, r3)"),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let plan = e2e::Plan {
+        repetitions: cli.repetitions.max(1),
+        seconds: cli.seconds,
+        concurrency: cli.e2e_concurrency.max(1),
+        rates: cli.rates.clone(),
+        body: cli.bodies.first().copied().unwrap_or(1024),
+        drain_events: cli.drain_events.max(1),
+        modes: modes(cli)?,
+        topologies,
+        drain_limit: std::time::Duration::from_secs_f64(cli.drain_limit.max(1.0)),
+    };
+    Ok(if cli.smoke {
+        e2e::Plan {
+            repetitions: 1,
+            seconds: 0.5,
+            rates: vec![0.5],
+            body: 1024,
+            drain_events: 2000,
+            drain_limit: std::time::Duration::from_secs(20),
+            ..plan
+        }
+    } else {
+        plan
+    })
 }
 
 /// The ingress part's plan: from the command line, or the smoke run's.
@@ -385,7 +482,7 @@ fn subprocess_plan(cli: &Cli) -> subprocess::Plan {
     }
 }
 
-/// The durability modes to measure ingress in.
+/// The durability modes to measure in (the smoke run: `always` only).
 fn modes(cli: &Cli) -> anyhow::Result<Vec<Mode>> {
     if cli.smoke {
         return Ok(vec![Mode::SyncAlways]);

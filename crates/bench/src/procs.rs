@@ -68,6 +68,11 @@ impl Proc {
         &self.name
     }
 
+    /// Whether the process has ended (and how), without waiting.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -209,44 +214,156 @@ pub struct Nats {
 
 impl Nats {
     pub async fn start(binary: &Path, dir: &Path, mode: Mode) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let store = dir.join(format!("js-{mode:?}"));
+        Self::start_node(
+            binary,
+            dir,
+            &format!("nats-{mode:?}"),
+            free_port()?,
+            mode,
+            "",
+        )
+        .await
+    }
+
+    /// Starts the server `name` on `port` in `mode`, its store in `<dir>/js-<name>` and `extra`
+    /// appended to its configuration (a cluster block); returns once it greets clients.
+    pub async fn start_node(
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        port: u16,
+        mode: Mode,
+        extra: &str,
+    ) -> anyhow::Result<Self> {
+        let store = dir.join(format!("js-{name}"));
         let _ = fs::remove_dir_all(&store);
         let sync = match mode {
             Mode::SyncAlways => "  sync_interval: always\n",
             Mode::Default => "",
         };
-        let conf = dir.join(format!("nats-{mode:?}.conf"));
+        let conf = dir.join(format!("{name}.conf"));
         fs::write(
             &conf,
             format!(
-                "listen: 127.0.0.1:{port}\nmax_payload: 1MB\njetstream {{\n  store_dir: {store:?}\n{sync}  max_file_store: 20GB\n  max_memory_store: 256MB\n}}\n"
+                "listen: 127.0.0.1:{port}\nmax_payload: 1MB\njetstream {{\n  store_dir: {store:?}\n{sync}  max_file_store: 20GB\n  max_memory_store: 256MB\n}}\n{extra}"
             ),
         )?;
-        let proc = Proc::spawn(
-            &format!("nats-{mode:?}"),
-            dir,
-            Command::new(binary).arg("--config").arg(&conf),
-        )?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                let mut buf = [0u8; 4];
-                if matches!(tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf)).await, Ok(Ok(_)) if &buf == b"INFO")
-                {
-                    break;
-                }
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("nats did not start; see {}", dir.display());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let proc = Proc::spawn(name, dir, Command::new(binary).arg("--config").arg(&conf))?;
+        wait_for_greeting(port, dir).await?;
         Ok(Self {
             proc,
             url: format!("nats://127.0.0.1:{port}"),
         })
     }
+}
+
+/// Waits until the server on `port` sends its `INFO` greeting (at most 20 s).
+async fn wait_for_greeting(port: u16, dir: &Path) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let mut buf = [0u8; 4];
+            if matches!(tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf)).await, Ok(Ok(_)) if &buf == b"INFO")
+            {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("nats did not start; see {}", dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Where JetStream runs: one server, or three forming a cluster on loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topology {
+    Single,
+    /// Three nats-server processes in one JetStream cluster; every stream has three replicas,
+    /// so a write is acknowledged once two of them have it.
+    R3,
+}
+
+impl Topology {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::R3 => "r3",
+        }
+    }
+
+    /// Stream replicas the services are told to create (`HOOKYARD_STREAM_REPLICAS`).
+    pub fn replicas(self) -> u8 {
+        match self {
+            Self::Single => 1,
+            Self::R3 => 3,
+        }
+    }
+}
+
+/// The NATS servers of one topology, killed on drop.
+pub struct NatsSet {
+    pub nodes: Vec<Nats>,
+    /// Every node's URL, comma-separated (`HOOKYARD_NATS_URL`).
+    pub url: String,
+}
+
+impl NatsSet {
+    /// Starts `topology` in `mode`; returns once JetStream answers (a cluster has elected its
+    /// meta leader), so services can create their streams at once.
+    pub async fn start(
+        binary: &Path,
+        dir: &Path,
+        mode: Mode,
+        topology: Topology,
+    ) -> anyhow::Result<Self> {
+        let nodes = match topology {
+            Topology::Single => vec![Nats::start(binary, dir, mode).await?],
+            Topology::R3 => start_cluster(binary, dir, mode).await?,
+        };
+        let url = nodes
+            .iter()
+            .map(|n| n.url.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        wait_for_jetstream(&nodes[0].url, dir).await?;
+        Ok(Self { nodes, url })
+    }
+}
+
+/// Three servers `r3-0`..`r3-2`, each routing to all three cluster ports.
+async fn start_cluster(binary: &Path, dir: &Path, mode: Mode) -> anyhow::Result<Vec<Nats>> {
+    let client: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let cluster: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let routes = cluster
+        .iter()
+        .map(|p| format!("nats-route://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut nodes = Vec::new();
+    for (i, (port, cport)) in client.iter().zip(&cluster).enumerate() {
+        let name = format!("r3-{i}-{mode:?}");
+        let extra = format!(
+            "server_name: {name}\ncluster {{\n  name: bench\n  listen: 127.0.0.1:{cport}\n  routes: [{routes}]\n}}\n"
+        );
+        nodes.push(Nats::start_node(binary, dir, &name, *port, mode, &extra).await?);
+    }
+    Ok(nodes)
+}
+
+/// Waits until JetStream answers an account query at `url` (at most 30 s).
+async fn wait_for_jetstream(url: &str, dir: &Path) -> anyhow::Result<()> {
+    let client = async_nats::connect(url).await?;
+    let js = async_nats::jetstream::new(client);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while js.query_account().await.is_err() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("JetStream not ready; see the logs in {}", dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// The nats-server binary: `given`, else copied out of the local image `nats:<version>` (made

@@ -54,13 +54,15 @@ pub struct ModeResults {
     pub memory: Vec<Memory>,
 }
 
-struct Ingress {
-    proc: Proc,
-    addr: SocketAddr,
-    namespace: String,
+/// A running `hookyard-ingress`.
+pub struct Ingress {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub namespace: String,
 }
 
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+/// A binary next to the bench's own (the workspace's target directory).
+pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name(name);
     if !path.is_file() {
@@ -86,22 +88,40 @@ async fn start_ingress(
             "[sources.bench]\npath = \"{PATH}\"\nmethods = [\"POST\"]\nmax_body_bytes = 131072\n"
         ),
     )?;
+    let batch = [("HOOKYARD_INGRESS_BATCH_MAX", batch_max.to_string())];
+    start_ingress_with(dir, &config, &nats.url, namespace, &[&batch, env].concat()).await
+}
+
+/// Starts `hookyard-ingress` for the integration file `config` on a free port, with `env`
+/// added, and waits until it is ready (`/readyz`, at most 30 s).
+pub async fn start_ingress_with(
+    dir: &Path,
+    config: &Path,
+    nats_url: &str,
+    namespace: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<Ingress> {
     let port = free_port()?;
-    let proc = Proc::spawn(
+    let mut proc = Proc::spawn(
         &format!("ingress-{namespace}"),
         dir,
         Command::new(sibling("hookyard-ingress")?)
-            .env("HOOKYARD_CONFIG", &config)
-            .env("HOOKYARD_NATS_URL", &nats.url)
+            .env("HOOKYARD_CONFIG", config)
+            .env("HOOKYARD_NATS_URL", nats_url)
             .env("HOOKYARD_NAMESPACE", namespace)
             .env("HOOKYARD_INGRESS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HOOKYARD_INGRESS_BATCH_MAX", batch_max.to_string())
             .env("RUST_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
     )?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let deadline = Instant::now() + Duration::from_secs(30);
     while get_status(addr, "/readyz").await != Some(200) {
+        if let Some(status) = proc.exited() {
+            bail!(
+                "ingress {namespace} exited ({status}); see {}",
+                dir.display()
+            );
+        }
         if Instant::now() > deadline {
             bail!("ingress {namespace} not ready; see {}", dir.display());
         }
@@ -145,22 +165,22 @@ async fn ensure_stream(js: &jetstream::Context, name: &str, subject: &str) -> an
     Ok(())
 }
 
-async fn purge(js: &jetstream::Context, stream: &str) {
+pub async fn purge(js: &jetstream::Context, stream: &str) {
     if let Ok(stream) = js.get_stream(stream).await {
         let _ = stream.purge().await;
     }
 }
 
-async fn stored(js: &jetstream::Context, stream: &str) -> Option<u64> {
+pub async fn stored(js: &jetstream::Context, stream: &str) -> Option<u64> {
     let mut stream = js.get_stream(stream).await.ok()?;
     Some(stream.info().await.ok()?.state.messages)
 }
 
-fn in_stream(namespace: &str) -> String {
+pub fn in_stream(namespace: &str) -> String {
     format!("{}_HOOKYARD_IN", namespace.to_uppercase())
 }
 
-fn dedup_stream(namespace: &str) -> String {
+pub fn dedup_stream(namespace: &str) -> String {
     format!("KV_{}_HOOKYARD_DEDUP", namespace.to_uppercase())
 }
 
