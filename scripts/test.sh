@@ -9,7 +9,7 @@ bash deploy/images/build-host.sh
 status=0
 cargo test --workspace --locked --no-fail-fast -- --skip compose_stack || status=$?
 # The benchmark suite's ~10 s smoke mode: every part of it runs and nothing accepted is lost.
-cargo build --locked -p hookyard-bench -p hookyard-ingress || status=$?
+cargo build --locked -p hookyard-bench -p hookyard-ingress -p hookyard-router -p hookyard-worker -p hookyard-egress || status=$?
 target/debug/hookyard-bench --smoke --out target/bench/smoke.json || status=$?
 cargo test --locked -p hookyard-tests --test compose -- --nocapture || status=$?
 exit "$status"
