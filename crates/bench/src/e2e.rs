@@ -536,3 +536,31 @@ fn ratios(report: &Report) -> Vec<TopologyRatio> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_tells_delivered_duplicated_dead_and_lost_apart() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(5);
+        let accepts: Vec<(u64, Instant)> = (0..4).map(|n| (n, t0)).collect();
+        let receipts = vec![
+            ("run-0".to_owned(), later),
+            ("run-0".to_owned(), later),
+            ("run-1".to_owned(), later),
+            // Another run's event with a longer prefix, and a stray: neither counts.
+            ("run-1-2".to_owned(), later),
+            ("other-2".to_owned(), later),
+        ];
+        let dead = vec!["run-2".to_owned()];
+        let tally = Tally::of("run", &accepts, &receipts, &dead);
+        assert_eq!(tally.delivered, 2);
+        assert_eq!(tally.duplicates, 1);
+        assert_eq!(tally.dead, 1);
+        assert_eq!(tally.lost, 1, "run-3 was accepted and went nowhere");
+        assert_eq!(tally.latencies_us, vec![5000, 5000]);
+        assert_eq!(tally.last, Some(later));
+    }
+}

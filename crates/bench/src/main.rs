@@ -421,7 +421,7 @@ fn e2e_plan(cli: &Cli) -> anyhow::Result<e2e::Plan> {
     Ok(if cli.smoke {
         e2e::Plan {
             repetitions: 1,
-            seconds: 0.5,
+            seconds: 0.4,
             rates: vec![0.5],
             body: 1024,
             drain_events: 2000,

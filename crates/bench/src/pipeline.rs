@@ -260,3 +260,12 @@ fn ids_in(bytes: &[u8]) -> Vec<String> {
     }
     ids
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_found_in_a_dead_letter_payload() {
+        let payload = b"\x0a\x10evt_1\x12{\"id\":\"run-7\",\"pad\":\"xx\"}\x1a{\"id\":\"run-8\"}";
+        assert_eq!(super::ids_in(payload), vec!["run-7", "run-8"]);
+    }
+}
