@@ -6,6 +6,9 @@
 //! - [`expr`]: the one expression language for dynamic values (jq through `jaq`, plus short forms);
 //! - [`json`]: the depth bound every untrusted JSON body is measured against before it is parsed;
 //! - [`streams`]: JetStream stream and subject names (the only place they are spelled) and stream setup;
+//! - [`batch`]: atomic JetStream batches (ingress's group commit and dedup records, the
+//!   router's work items); [`work`]: storing one work item, in the work queue or, at a
+//!   handler's cap, in the wait stream;
 //! - [`envelope`]: event ids, dedup keys and the NATS header names events carry;
 //! - [`settings`]: service settings shared by every binary (NATS URL, namespace, config path);
 //! - [`grpc`]: limits both ends of a gRPC call share;
@@ -23,6 +26,7 @@
 //! It does not own any service's behaviour: ingress, router, worker, egress and token live in
 //! their own crates and meet only through NATS and gRPC.
 
+pub mod batch;
 pub mod config;
 pub mod dlq;
 pub mod envelope;

@@ -107,9 +107,14 @@ mod tests {
 
     #[test]
     fn one_url_or_a_cluster_list_of_them() {
-        assert_eq!(nats_servers("nats://127.0.0.1:4222").unwrap().len(), 1);
-        let cluster =
-            nats_servers("nats://nats-1:4222, nats://nats-2:4222,nats://nats-3:4222").unwrap();
+        assert_eq!(
+            nats_servers("nats://127.0.0.1:4222")
+                .expect("one url")
+                .len(),
+            1
+        );
+        let cluster = nats_servers("nats://nats-1:4222, nats://nats-2:4222,nats://nats-3:4222")
+            .expect("a list");
         assert_eq!(cluster.len(), 3);
         assert_eq!(cluster[1].host(), "nats-2");
     }

@@ -400,6 +400,8 @@ impl Topology {
             discard_new_per_subject: true,
             duplicate_window: self.limits.duplicate_window,
             description: Some("hookyard: one message per (event, handler)".to_owned()),
+            // The router stores work items in atomic batches (group commit).
+            allow_atomic_publish: true,
             num_replicas: self.limits.replicas,
             ..Default::default()
         }

@@ -8,11 +8,9 @@
 //! never held back) and fewer than [`IN_FLIGHT`] batches are in flight. While they are, the
 //! next batch fills up, so the batch size follows the load without any timer.
 //!
-//! A batch of one event is an ordinary JetStream publish. A larger one is sent as core NATS
-//! messages with `Nats-Batch-Id`, `Nats-Batch-Sequence` and, on the last, `Nats-Batch-Commit`;
-//! the server stores all of them or none and answers the commit with one PubAck (its `seq` is
-//! the last message's; the others precede it). async-nats 0.51 has no batch API, hence the raw
-//! headers. Every message keeps `Nats-Msg-Id` = event id:
+//! A batch of one event is an ordinary JetStream publish. A larger one is an atomic batch
+//! ([`hookyard_core::batch`]): the server stores all of it or none and answers with one PubAck.
+//! Every message keeps `Nats-Msg-Id` = event id:
 //! - the same event twice in one batch (a sender retrying while the first try is queued) is
 //!   sent once, and both requests get its ack;
 //! - the server refuses a whole atomic batch that holds an id already in the stream's
@@ -29,14 +27,15 @@ use std::{collections::HashMap, time::Duration};
 
 use async_nats::{
     HeaderMap,
-    client::RequestErrorKind,
     connection::State,
     jetstream::{self, context::PublishErrorKind, publish::PublishAck},
 };
 use bytes::Bytes;
 use futures::{StreamExt, stream::FuturesUnordered};
-use hookyard_core::envelope::{HEADER_EVENT_ID, HEADER_SOURCE, NATS_MSG_ID};
-use serde::Deserialize;
+use hookyard_core::{
+    batch::{self, BatchError, ERR_ATOMIC_DISABLED, ERR_DUPLICATE_MSG_ID, MAX_ATOMIC},
+    envelope::{HEADER_EVENT_ID, HEADER_SOURCE, NATS_MSG_ID},
+};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -46,12 +45,6 @@ use crate::publish::{BatchSettings, PublishError};
 
 /// Batches in flight at once: one being stored while the next is on its way.
 pub(crate) const IN_FLIGHT: usize = 2;
-/// JetStream's limit on the messages of one atomic batch.
-pub(crate) const MAX_ATOMIC: usize = 1000;
-/// JetStream error code: the batch holds a message id already stored (or twice).
-const ERR_DUPLICATE_MSG_ID: u64 = 10201;
-/// JetStream error code: the stream does not allow atomic publishing.
-const ERR_ATOMIC_DISABLED: u64 = 10174;
 
 /// One event waiting to be stored, and where its outcome goes.
 pub(crate) struct Pending {
@@ -231,58 +224,8 @@ impl Sender {
                 pending.payload.clone(),
             )
         });
-        let payload = atomic(&self.client, self.timeout, batch.collect()).await?;
-        acks(&payload, messages.len())
+        Ok(batch::publish(&self.client, self.timeout, batch.collect()).await?)
     }
-}
-
-/// Sends `messages` (subject, headers, payload) as one atomic JetStream batch and returns the
-/// commit's answer: a PubAck for all of them, or the server's refusal (see [`acks`]).
-pub(crate) async fn atomic(
-    client: &async_nats::Client,
-    timeout: Duration,
-    messages: Vec<(String, HeaderMap, Bytes)>,
-) -> Result<Bytes, PublishError> {
-    // A fresh inbox ends in a unique token (a nuid, 22 characters; JetStream allows 64).
-    let inbox = client.new_inbox();
-    let id = inbox.rsplit('.').next().unwrap_or(&inbox).to_owned();
-    let last = messages.len();
-    let rejected = |kind: PublishErrorKind| PublishError::Rejected {
-        kind,
-        source: kind.into(),
-    };
-    let commit = async {
-        for (i, (subject, mut headers, payload)) in messages.into_iter().enumerate() {
-            headers.insert("Nats-Batch-Id", id.as_str());
-            headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
-            if i + 1 < last {
-                client
-                    .publish_with_headers(subject, headers, payload)
-                    .await
-                    .map_err(|_| rejected(PublishErrorKind::Other))?;
-            } else {
-                headers.insert("Nats-Batch-Commit", "1");
-                let reply = client
-                    .request_with_headers(subject, headers, payload)
-                    .await
-                    .map_err(|error| match error.kind() {
-                        RequestErrorKind::TimedOut => PublishError::Timeout(timeout),
-                        RequestErrorKind::NoResponders => {
-                            rejected(PublishErrorKind::StreamNotFound)
-                        }
-                        RequestErrorKind::MaxPayloadExceeded => {
-                            rejected(PublishErrorKind::MaxPayloadExceeded)
-                        }
-                        _ => rejected(PublishErrorKind::Other),
-                    })?;
-                return Ok(reply.payload);
-            }
-        }
-        Err(rejected(PublishErrorKind::Other))
-    };
-    tokio::time::timeout(timeout, commit)
-        .await
-        .map_err(|_| PublishError::Timeout(timeout))?
 }
 
 /// Groups the requests of a batch by event id, dropping requests nobody waits for anymore.
@@ -314,61 +257,23 @@ fn headers(pending: &Pending) -> HeaderMap {
     headers
 }
 
-/// The commit's answer: a PubAck of the batch or an error.
-#[derive(Deserialize)]
-struct CommitReply {
-    #[serde(default)]
-    stream: String,
-    #[serde(default)]
-    seq: u64,
-    #[serde(default)]
-    domain: String,
-    batch: Option<String>,
-    count: Option<u64>,
-    error: Option<ApiError>,
-}
-
-#[derive(Deserialize)]
-struct ApiError {
-    #[serde(default)]
-    err_code: u64,
-    #[serde(default)]
-    description: String,
-}
-
-/// One ack per message from the batch's PubAck: the last message has `seq`, the others the
-/// sequences before it.
-pub(crate) fn acks(payload: &[u8], messages: usize) -> Result<Vec<PublishAck>, PublishError> {
-    let reply: CommitReply =
-        serde_json::from_slice(payload).map_err(|_| PublishError::BatchRejected {
-            err_code: 0,
-            description: "unreadable commit reply".to_owned(),
-        })?;
-    if let Some(error) = reply.error {
-        return Err(PublishError::BatchRejected {
-            err_code: error.err_code,
-            description: error.description,
-        });
+impl From<BatchError> for PublishError {
+    fn from(error: BatchError) -> Self {
+        match error {
+            BatchError::Timeout(after) => Self::Timeout(after),
+            BatchError::NotSent(kind) => Self::Rejected {
+                kind,
+                source: kind.into(),
+            },
+            BatchError::Refused {
+                err_code,
+                description,
+            } => Self::BatchRejected {
+                err_code,
+                description,
+            },
+        }
     }
-    let count = reply.count.unwrap_or(messages as u64);
-    if count != messages as u64 || reply.seq < count {
-        return Err(PublishError::BatchRejected {
-            err_code: 0,
-            description: format!("commit acknowledged {count} of {messages} messages"),
-        });
-    }
-    let first = reply.seq + 1 - count;
-    Ok((0..count)
-        .map(|i| PublishAck {
-            stream: reply.stream.clone(),
-            sequence: first + i,
-            domain: reply.domain.clone(),
-            duplicate: false,
-            value: None,
-            batch_id: reply.batch.clone(),
-            batch_size: Some(count),
-        })
-        .collect())
 }
 
 impl PublishError {

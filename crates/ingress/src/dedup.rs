@@ -133,8 +133,12 @@ async fn write_all(
     mut queue: mpsc::Receiver<Record>,
 ) {
     let js = jetstream::new(client.clone());
-    let mut batch = Vec::with_capacity(crate::batch::MAX_ATOMIC);
-    while queue.recv_many(&mut batch, crate::batch::MAX_ATOMIC).await > 0 {
+    let mut batch = Vec::with_capacity(hookyard_core::batch::MAX_ATOMIC);
+    while queue
+        .recv_many(&mut batch, hookyard_core::batch::MAX_ATOMIC)
+        .await
+        > 0
+    {
         let count = batch.len();
         let messages: Vec<_> = batch
             .iter()
@@ -147,9 +151,8 @@ async fn write_all(
             })
             .collect();
         let batched = count > 1
-            && crate::batch::atomic(&client, timeout, messages)
+            && hookyard_core::batch::publish(&client, timeout, messages)
                 .await
-                .and_then(|reply| crate::batch::acks(&reply, count))
                 .is_ok();
         if !batched {
             // One record, or a batch the server refused: each on its own, all at once.

@@ -17,6 +17,7 @@ use tracing::{Instrument as _, debug, info, warn};
 
 use crate::{
     Error, ROUTER_CONCURRENCY,
+    batch::Batcher,
     metrics::Metrics,
     publish::{self, REASON_BAD_EVENT, REASON_GAVE_UP, REASON_UNROUTED, Unroutable},
     report, retry_delay,
@@ -30,6 +31,8 @@ pub(crate) struct Context {
     pub metrics: Arc<Metrics>,
     pub js: jetstream::Context,
     pub topology: Topology,
+    /// Stores work items in atomic batches.
+    pub batcher: Batcher,
     /// Deliveries of one inbound message after which the router dead-letters it.
     pub max_deliver: u32,
 }
@@ -179,8 +182,7 @@ async fn route_one(
             handlers,
         } => {
             tracing::Span::current().record("event_type", event_type.as_str());
-            let stored =
-                publish::work_items(&ctx.js, &ctx.topology, &event, &event_type, &handlers).await?;
+            let stored = publish::work_items(&ctx.batcher, &event, &event_type, &handlers).await?;
             debug!(event_id = %event.id, source = %event.source, event_type, handlers = handlers.len(), "event routed");
             for (handler, stored) in handlers.iter().zip(stored) {
                 ctx.metrics.work(handler, stored);

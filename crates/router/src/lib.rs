@@ -7,6 +7,8 @@
 //!   route table lookup, as a pure function of the integration file and one envelope;
 //! - `publish`: the outbound messages (work items, unrouted dead letters), their
 //!   `Nats-Msg-Id`s and headers, and waiting for every publish acknowledgement;
+//! - `batch`: group commit of work items: the items of the events being routed stored as one
+//!   atomic batch, item by item where a handler is at its cap;
 //! - `consume`: the durable pull consumer shared by all router replicas, bounded concurrency,
 //!   ack/NAK and the drain on shutdown;
 //! - `wait`: one mover per handler, bringing the items parked in `HOOKYARD_WAIT` back to the
@@ -94,6 +96,7 @@
 //! that use it load it at their own start.
 
 pub mod admin;
+mod batch;
 mod consume;
 mod metrics;
 mod publish;
@@ -129,8 +132,9 @@ pub const ROUTER_BACKOFF: [Duration; 5] = [
 /// takes a few publish round trips, each bounded by the client's publish timeout.
 pub const ROUTER_ACK_WAIT: Duration = Duration::from_secs(30);
 
-/// Inbound messages one router process routes at once.
-pub const ROUTER_CONCURRENCY: usize = 64;
+/// Inbound messages one router process routes at once: enough that the work items of a burst
+/// go out in batches of a hundred or so (`batch`), well under the consumer's 1,000 unacked.
+pub const ROUTER_CONCURRENCY: usize = 256;
 
 /// What the router needs to run.
 pub struct Settings {
@@ -242,6 +246,7 @@ pub async fn run(
             table: table.clone(),
             metrics: metrics.clone(),
             js,
+            batcher: batch::Batcher::start(settings.nats.clone(), settings.topology.clone()),
             topology: settings.topology.clone(),
             max_deliver: settings.max_deliver.max(1),
         });

@@ -1,21 +1,24 @@
-//! The router's outbound messages: one work item per handler, or one unrouted dead letter.
-//! Every message carries a `Nats-Msg-Id` derived from the event id, so a retried publish is
-//! stored once, and the functions here return only when JetStream acknowledged all of them.
+//! The router's outbound messages: one work item per handler (stored through the group commit
+//! in `batch`), or one unrouted dead letter. Every message carries a `Nats-Msg-Id` derived
+//! from the event id, so a retried publish is stored once, and the functions here return only
+//! when JetStream acknowledged all of them.
 
 use async_nats::{
     HeaderMap,
     jetstream::{self, context::PublishErrorKind},
 };
-use futures::future::join_all;
 use hookyard_core::{
     envelope::{self, HEADER_EVENT_ID, HEADER_HANDLER, NATS_MSG_ID},
     streams::Topology,
-    work::{self, Stored},
+    work::Stored,
 };
 use hookyard_proto::event::v1::{DeadLetter, Envelope, WorkItem};
 use prost::Message as _;
 
-use crate::Error;
+use crate::{
+    Error,
+    batch::{Batcher, Item},
+};
 
 /// Dead-letter reason of events no route takes.
 pub(crate) const REASON_UNROUTED: &str = "unrouted";
@@ -24,17 +27,16 @@ pub(crate) const REASON_BAD_EVENT: &str = "bad_event";
 /// Dead-letter reason of events the router failed to route `max_deliver` times.
 pub(crate) const REASON_GAVE_UP: &str = "router_gave_up";
 
-/// Stores a work item for each handler, all at once, and waits for every acknowledgement;
-/// says for each handler whether its item went to the work queue or, the handler being at its
-/// cap, to the wait stream.
+/// Stores a work item for each handler through the router's group commit and waits until all
+/// are stored; says for each handler whether its item went to the work queue or, the handler
+/// being at its cap, to the wait stream.
 pub(crate) async fn work_items(
-    js: &jetstream::Context,
-    topology: &Topology,
+    batcher: &Batcher,
     event: &Envelope,
     event_type: &str,
     handlers: &[String],
 ) -> Result<Vec<Stored>, Error> {
-    let stores = handlers.iter().map(|handler| {
+    let items = handlers.iter().map(|handler| {
         let item = WorkItem {
             event: Some(event.clone()),
             handler: handler.clone(),
@@ -50,18 +52,13 @@ pub(crate) async fn work_items(
         headers.insert(HEADER_HANDLER, handler.as_str());
         // The worker continues the event's trace from the route span.
         hookyard_core::trace::to_nats(&tracing::Span::current(), &mut headers);
-        work::store(js, topology, handler, headers, item.encode_to_vec().into())
+        Item {
+            handler: handler.clone(),
+            headers,
+            payload: item.encode_to_vec().into(),
+        }
     });
-    join_all(stores)
-        .await
-        .into_iter()
-        .map(|stored| {
-            stored.map_err(|e| Error::Publish {
-                subject: e.subject,
-                source: e.source,
-            })
-        })
-        .collect()
+    batcher.store(items.collect()).await
 }
 
 /// A dead letter for the unrouted subject.

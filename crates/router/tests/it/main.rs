@@ -19,6 +19,7 @@ use prost::Message as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod batches;
 mod isolation;
 mod reload;
 
