@@ -8,9 +8,13 @@
 //! 2.0 connection deployed as a new service without restarting anything; `down -v` leaves
 //! nothing behind. It prints a table.
 //!
+//! A second test runs the same stack on a three-node NATS cluster (`docker-compose.cluster.yml`)
+//! and kills the node ingress is connected to under load ([`cluster`]).
+//!
 //! Needs the images `hookyard:<version>` and `hookyard-nats:<version>`: `docker compose build`,
 //! or offline `bash deploy/images/build-host.sh` (what `scripts/test.sh` and CI do).
 
+mod cluster;
 mod project;
 mod traffic;
 
@@ -30,6 +34,10 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// The stack's per-handler cap in the work queue, small so the stalled-handler phase reaches it.
 const WORK_MAX_PER_HANDLER: usize = 50;
 const TYPES: [&str; 3] = ["order.created", "order.cancelled", "shipment.updated"];
+
+/// Held by each test for its whole run: the tests of this binary run at once, and two stacks
+/// side by side would share the machine and blur each other's timings.
+static ONE_STACK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -154,8 +162,9 @@ struct Run {
 }
 
 impl Run {
-    /// Brings the stack up from nothing and waits until every service is healthy.
-    async fn up() -> anyhow::Result<Self> {
+    /// Brings the stack of `docker-compose.yml` and the override `files` up from nothing, as
+    /// project `<prefix><pid>`, and waits until every service is healthy.
+    async fn up(prefix: &str, files: &[&str]) -> anyhow::Result<Self> {
         let version = version()?;
         for image in [
             format!("hookyard:{version}"),
@@ -168,8 +177,8 @@ impl Run {
         let config = config_dir()?;
         let (ingress_port, demo_port, consent_port) = (free_port()?, free_port()?, free_port()?);
         let admin_port = free_port()?;
-        let name = format!("hookyardtest{}", std::process::id());
-        let project = Project::new(
+        let name = format!("{prefix}{}", std::process::id());
+        let mut project = Project::new(
             &root(),
             &name,
             vec![
@@ -188,6 +197,9 @@ impl Run {
                 ),
             ],
         );
+        for file in files {
+            project.with_file(file);
+        }
         let started = Instant::now();
         project.cmd(&["up", "-d", "--no-build"])?;
         project.wait_healthy(PATIENCE).await?;
@@ -232,7 +244,8 @@ impl Run {
 
 #[tokio::test]
 async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Result<()> {
-    let mut run = Run::up().await?;
+    let _one = ONE_STACK.lock().await;
+    let mut run = Run::up("hookyardtest", &[]).await?;
     let mut rows = vec![mixed_types(&run).await?];
     let (scaled, replicas) = scaled(&run).await?;
     rows.push(scaled);
@@ -242,7 +255,22 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
     rows.push(new_handler(&mut run).await?);
     rows.extend(handler_stalled(&run).await?);
     print_account(&rows, &outage);
-    for row in &rows {
+    nothing_lost_or_unexpected(&rows)?;
+    // No secret of the stack in any container's log: the demo's client secret and basic
+    // password, the shop's webhook password, the token key, and the basic credentials as they
+    // travel (base64).
+    secrets_absent_from_logs(&run.project)?;
+    // down -v leaves nothing behind.
+    run.project.down()?;
+    let left = run.project.leftovers()?;
+    ensure!(left.is_empty(), "left behind: {left:?}");
+    Ok(())
+}
+
+/// Every acknowledged delivery of every row arrived, and ingress gave no answer but 202 and
+/// 503 + Retry-After.
+fn nothing_lost_or_unexpected(rows: &[Row]) -> anyhow::Result<()> {
+    for row in rows {
         ensure!(
             lost(row) == 0,
             "{}: {} acknowledged deliveries lost",
@@ -256,14 +284,6 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
             row.tally.other
         );
     }
-    // No secret of the stack in any container's log: the demo's client secret and basic
-    // password, the shop's webhook password, the token key, and the basic credentials as they
-    // travel (base64).
-    secrets_absent_from_logs(&run.project)?;
-    // down -v leaves nothing behind.
-    run.project.down()?;
-    let left = run.project.leftovers()?;
-    ensure!(left.is_empty(), "left behind: {left:?}");
     Ok(())
 }
 
@@ -646,6 +666,22 @@ async fn handler_status(run: &Run, name: &str) -> anyhow::Result<serde_json::Val
 
 /// The account: events sent and acknowledged; deliveries are (event, handler) pairs.
 fn print_account(rows: &[Row], outage: &Outage) {
+    print_rows(rows);
+    let secs = |s: Option<f64>| s.map_or("never".to_owned(), |s| format!("{s:.1}s"));
+    let refused = rows
+        .iter()
+        .find(|r| r.phase == "nats restarted")
+        .map_or(0, |r| r.tally.unavailable);
+    eprintln!(
+        "nats restart: {refused} requests refused with 503 + Retry-After; senders saw an outage \
+         of {}; first 202 {} after NATS started again\n",
+        secs(outage.seen),
+        secs(outage.recovery)
+    );
+}
+
+/// The table of rows: events sent and acknowledged; deliveries are (event, handler) pairs.
+fn print_rows(rows: &[Row]) {
     eprintln!(
         "\n{:<15} {:>5} {:>13} {:>9} {:>10} {:>5} {:>11}",
         "phase", "sent", "acknowledged", "expected", "delivered", "lost", "duplicates"
@@ -662,17 +698,6 @@ fn print_account(rows: &[Row], outage: &Outage) {
             row.duplicates
         );
     }
-    let secs = |s: Option<f64>| s.map_or("never".to_owned(), |s| format!("{s:.1}s"));
-    let refused = rows
-        .iter()
-        .find(|r| r.phase == "nats restarted")
-        .map_or(0, |r| r.tally.unavailable);
-    eprintln!(
-        "nats restart: {refused} requests refused with 503 + Retry-After; senders saw an outage \
-         of {}; first 202 {} after NATS started again\n",
-        secs(outage.seen),
-        secs(outage.recovery)
-    );
 }
 
 /// Fails when any container's log holds one of the stack's demo secrets.
