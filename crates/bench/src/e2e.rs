@@ -248,7 +248,7 @@ impl Run<'_> {
     /// W2: one load against the running pipeline, then the drain wait and the tally.
     async fn deliver(&self, load: Load, repetition: usize) -> Delivery {
         let p = &self.pipeline;
-        let bodies = Bodies::tracked(self.plan.body, &self.prefix(load.name(), repetition));
+        let bodies = Bodies::tracked(self.plan.body, &self.prefix(&load.tag(), repetition));
         self.sink.take();
         let cpu = p.cpu_seconds();
         let started = Instant::now();
@@ -269,7 +269,7 @@ impl Run<'_> {
     async fn backlog_drain(&mut self) -> anyhow::Result<Delivery> {
         self.pipeline.worker = None;
         let load = Load::Drain(self.plan.concurrency, self.plan.drain_events);
-        let bodies = Bodies::tracked(self.plan.body, &self.prefix(load.name(), 0));
+        let bodies = Bodies::tracked(self.plan.body, &self.prefix(&load.tag(), 0));
         self.sink.take();
         let outcome = self.send(load, &bodies).await;
         let deadline = Instant::now() + self.plan.drain_limit;
@@ -380,6 +380,16 @@ impl Load {
             Self::Closed(_) => "closed",
             Self::Rate(..) => "rate",
             Self::Drain(..) => "drain",
+        }
+    }
+
+    /// A name unique among the loads of one repetition, for body ids: two runs sending the
+    /// same bodies would send the same events, and ingress would store the second copy of each
+    /// only once (the stream's duplicate window), as it should.
+    fn tag(self) -> String {
+        match self {
+            Self::Rate(fraction, _) => format!("rate{:.0}", fraction * 1000.0),
+            _ => self.name().to_owned(),
         }
     }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     e2e::{Delivery, IngressRun, Report},
+    procs::{Mode, Topology},
     report::Spread,
 };
 
@@ -47,9 +48,9 @@ pub fn table(report: &Report) -> String {
 }
 
 fn ingress_table(runs: &[IngressRun]) -> String {
-    let mut groups: BTreeMap<(&str, String, usize), Vec<&IngressRun>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Topology, Mode, usize), Vec<&IngressRun>> = BTreeMap::new();
     for r in runs {
-        let key = (r.topology.label(), r.mode.label().to_owned(), r.concurrency);
+        let key = (r.topology, r.mode, r.concurrency);
         groups.entry(key).or_default().push(r);
     }
     let mut out = String::from(
@@ -58,7 +59,9 @@ fn ingress_table(runs: &[IngressRun]) -> String {
     for ((topology, mode, c), rs) in groups {
         let lost: u64 = rs.iter().filter_map(|r| r.lost).sum();
         out.push_str(&format!(
-            "| {topology} | {mode} | c={c} | {} | {} | {lost} |\n",
+            "| {} | {} | c={c} | {} | {} | {lost} |\n",
+            topology.label(),
+            mode.label(),
             spread(rs.iter().map(|r| r.accepted_per_s)),
             ms(median(rs.iter().map(|r| r.p99_ms))),
         ));
@@ -69,7 +72,7 @@ fn ingress_table(runs: &[IngressRun]) -> String {
 /// W2 and W3 rows, one per (topology, mode, load), medians over the repetitions and sums of
 /// what went wrong.
 fn delivery_table(deliveries: &[Delivery]) -> String {
-    type Key = (&'static str, String, u8, u64);
+    type Key = (Topology, Mode, u8, u64);
     let mut groups: BTreeMap<Key, Vec<&Delivery>> = BTreeMap::new();
     for d in deliveries {
         let order = match d.load.as_str() {
@@ -78,12 +81,7 @@ fn delivery_table(deliveries: &[Delivery]) -> String {
             _ => 2,
         };
         let fraction = (d.fraction.unwrap_or(0.0) * 1000.0) as u64;
-        let key = (
-            d.topology.label(),
-            d.mode.label().to_owned(),
-            order,
-            fraction,
-        );
+        let key = (d.topology, d.mode, order, fraction);
         groups.entry(key).or_default().push(d);
     }
     let mut out = String::from(
@@ -93,7 +91,9 @@ fn delivery_table(deliveries: &[Delivery]) -> String {
         let sum = |f: fn(&Delivery) -> u64| ds.iter().map(|d| f(d)).sum::<u64>();
         let left = ds.iter().filter_map(|d| d.left_queued).sum::<u64>();
         out.push_str(&format!(
-            "| {topology} | {mode} | {} | {} | {} | {} / {} / {} | {} | {} | {} | {left} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} | {left} | {} |\n",
+            topology.label(),
+            mode.label(),
             load_label(ds[0]),
             sum(|d| d.accepted),
             spread(ds.iter().map(|d| d.delivered_per_s)),

@@ -187,7 +187,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Durability of JetStream writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum Mode {
     /// `sync_interval: always`: every acknowledged write is on disk (hookyard's setting).
     #[serde(rename = "sync_always")]
@@ -276,7 +276,7 @@ async fn wait_for_greeting(port: u16, dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Where JetStream runs: one server, or three forming a cluster on loopback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Topology {
     Single,
