@@ -26,6 +26,11 @@
 //! It does not own any service's behaviour: ingress, router, worker, egress and token live in
 //! their own crates and meet only through NATS and gRPC.
 
+/// Every hookyard binary allocates with mimalloc: under load glibc's malloc cost ingress about
+/// 15% of its CPU, partly in lock contention between its threads (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod batch;
 pub mod config;
 pub mod dlq;

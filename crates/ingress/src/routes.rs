@@ -439,8 +439,14 @@ async fn publish(
 
 /// NATS refuses a message over the server's `max_payload` whatever happens, so a retry could
 /// never succeed: that is the sender's body being too large (413), not an outage (503).
+/// Until the server's limit is known (not connected yet) the check is left to the publish,
+/// which then fails with a 503.
 fn check_payload(app: &App, envelope: &Envelope, payload: usize) -> Result<(), Error> {
-    let max_payload = app.nats.server_info().max_payload;
+    if app.nats.connection_state() != async_nats::connection::State::Connected {
+        return Ok(());
+    }
+    // An atomic read: `server_info()` would clone the server's whole INFO per request.
+    let max_payload = app.nats.max_payload();
     if max_payload > 0 && payload + NATS_HEADER_ALLOWANCE > max_payload {
         tracing::warn!(event_id = %envelope.id, bytes = payload, max_payload, "event larger than the broker's max_payload");
         let overhead = payload - envelope.body.len() + NATS_HEADER_ALLOWANCE;
