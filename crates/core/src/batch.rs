@@ -156,3 +156,36 @@ pub fn acks(payload: &[u8], messages: usize) -> Result<Vec<PublishAck>, BatchErr
         })
         .collect())
 }
+
+/// How long [`store_each`] waits for a batch's commit, as the JetStream context's publish
+/// timeout.
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Stores each of `messages` (subject, payload; all on one stream that allows atomic
+/// publishing) and says for each whether it was stored: several go out as one atomic batch,
+/// one commit for all of them; a single message, or a batch that was refused or not answered,
+/// is published message by message, all at once (so a batch whose answer was lost may be
+/// stored twice). For records that need no message id (audit and outcome records), whose
+/// writers retry or count what was not stored.
+pub async fn store_each(
+    client: &async_nats::Client,
+    messages: &[(String, Bytes)],
+) -> Vec<Result<(), crate::dlq::PublishFailed>> {
+    if (2..=MAX_ATOMIC).contains(&messages.len()) {
+        let batch = messages
+            .iter()
+            .map(|(subject, payload)| (subject.clone(), HeaderMap::new(), payload.clone()))
+            .collect();
+        match publish(client, STORE_TIMEOUT, batch).await {
+            Ok(_) => return messages.iter().map(|_| Ok(())).collect(),
+            Err(error) => {
+                tracing::debug!(%error, messages = messages.len(), "batch not stored, publishing its messages one by one");
+            }
+        }
+    }
+    let js = async_nats::jetstream::new(client.clone());
+    futures::future::join_all(messages.iter().map(|(subject, payload)| {
+        crate::work::publish(&js, subject.clone(), HeaderMap::new(), payload.clone())
+    }))
+    .await
+}

@@ -455,6 +455,8 @@ impl Topology {
             max_age: self.limits.audit_max_age,
             max_bytes: self.limits.audit_max_bytes,
             description: Some("hookyard: every outbound attempt of egress, redacted".to_owned()),
+            // Egress's and workers' records go out in atomic batches.
+            allow_atomic_publish: true,
             num_replicas: self.limits.replicas,
             ..Default::default()
         }

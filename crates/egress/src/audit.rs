@@ -4,8 +4,9 @@
 //! error, latency, attempt number, event id and handler. Header values and bodies are never recorded.
 //!
 //! Records go through a bounded queue to one publishing task, which takes whatever is waiting
-//! (up to [`BATCH`]) and publishes it all at once, then waits for the acks, so under load the
-//! audit keeps up with the calls instead of storing one record per round trip. A record
+//! (up to [`BATCH`]) and stores it as one atomic batch ([`hookyard_core::batch::store_each`]),
+//! so under load the audit keeps up with the calls at one commit per batch instead of one
+//! write, and under `sync_interval: always` one fsync, per record. A record
 //! JetStream did not store is published again after a pause (growing to 2 s) until it is, so a
 //! short NATS or stream outage loses nothing. Recording never fails or slows a call: only when
 //! the queue is full (an outage longer than it holds) is a record dropped, with a warning.
@@ -114,15 +115,7 @@ async fn store_all(
 ) {
     let mut pause = RETRY_FIRST;
     loop {
-        let results = futures::future::join_all(batch.iter().map(|(subject, record)| {
-            hookyard_core::work::publish(
-                js,
-                subject.clone(),
-                async_nats::HeaderMap::new(),
-                record.clone(),
-            )
-        }))
-        .await;
+        let results = hookyard_core::batch::store_each(&js.client(), batch).await;
         let mut error = None;
         let failed: Vec<(String, Bytes)> = batch
             .drain(..)

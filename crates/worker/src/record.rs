@@ -4,15 +4,15 @@
 //! can show every handler's attempts at an event.
 //!
 //! Best effort and never in a delivery's way: [`Recorder::record`] only queues (a bounded
-//! queue; when full the record is dropped), and one task publishes what is queued in batches —
-//! every publish of a batch sent before any acknowledgement is awaited. A record that could not
+//! queue; when full the record is dropped), and one task stores what is queued as one atomic
+//! batch ([`hookyard_core::batch::store_each`]: one commit for all of them). A record that could not
 //! be queued or stored is counted in `hookyard_worker_outcome_records_dropped_total{reason}`
 //! and logged, never retried at the expense of deliveries.
 
-use std::{future::IntoFuture as _, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
-use futures::future::join_all;
+use bytes::Bytes;
 use hookyard_core::{envelope, streams::Topology};
 use hookyard_proto::event::v1::{DeliveryOutcome, WorkItem, delivery_outcome::Outcome};
 use prost::Message as _;
@@ -148,19 +148,14 @@ async fn publish(
         }
     }
     let mut batch = Vec::with_capacity(BATCH);
+    let client = js.client();
     while records.recv_many(&mut batch, BATCH).await > 0 {
-        let mut acks = Vec::with_capacity(batch.len());
-        for (subject, record) in batch.drain(..) {
-            match js.publish(subject, record.into()).await {
-                Ok(ack) => acks.push(ack.into_future()),
-                Err(error) => {
-                    metrics.outcome_record_dropped("not_stored");
-                    warn!(error = %report(&error), "outcome record not stored");
-                }
-            }
-        }
-        for acked in join_all(acks).await {
-            if let Err(error) = acked {
+        let messages: Vec<(String, Bytes)> = batch
+            .drain(..)
+            .map(|(subject, record)| (subject, record.into()))
+            .collect();
+        for stored in hookyard_core::batch::store_each(&client, &messages).await {
+            if let Err(error) = stored {
                 metrics.outcome_record_dropped("not_stored");
                 warn!(error = %report(&error), "outcome record not stored");
             }
