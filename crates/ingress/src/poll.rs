@@ -137,9 +137,6 @@ pub enum StoreFailure {
     /// JetStream refused a publish.
     #[error("jetstream refused the event ({0})")]
     Rejected(jetstream::context::PublishErrorKind),
-    /// The commit of a batch could not be sent or answered.
-    #[error("the batch commit failed ({0})")]
-    Request(async_nats::client::RequestErrorKind),
     /// JetStream refused a batch (its error code, 0 when the answer was unreadable).
     #[error("jetstream refused the batch (error code {0})")]
     BatchRefused(u64),

@@ -10,9 +10,8 @@
 //! is then stored event by event, where each known event is counted as a duplicate and the others
 //! are stored once.
 //!
-//! async-nats 0.51 has no batch API, so a batch is sent as core NATS messages with
-//! `Nats-Batch-Id`, `Nats-Batch-Sequence` and, on the last, `Nats-Batch-Commit` (ADR-50); the
-//! server stores all of them or none and answers the commit.
+//! The batch itself is [`hookyard_core::batch`] (ADR-50): the server stores all of it or none
+//! and answers the commit.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -24,22 +23,18 @@ use async_nats::{
 };
 use bytes::Bytes;
 use hookyard_core::{
+    batch::{self, BatchError, ERR_ATOMIC_DISABLED, ERR_DUPLICATE_MSG_ID, MAX_ATOMIC},
     envelope::{HEADER_EVENT_ID, HEADER_SOURCE, NATS_MSG_ID},
     streams::Topology,
 };
 use hookyard_proto::event::v1::Envelope;
 use prost::Message as _;
-use serde::Deserialize;
 
 use super::{PollError, StoreFailure};
 
-/// JetStream's limit on the messages of one atomic batch.
-const MAX_ATOMIC: usize = 1000;
-/// JetStream error codes after which a batch is stored event by event: an expectation failed
-/// (an event already stored), a message id is a duplicate, the stream does not allow batches.
+/// JetStream error code: an expectation failed (here: an event already stored). With a
+/// duplicate message id or a stream that takes no batches, the batch is stored event by event.
 const ERR_WRONG_LAST_SEQUENCE: u64 = 10071;
-const ERR_DUPLICATE_MSG_ID: u64 = 10201;
-const ERR_ATOMIC_DISABLED: u64 = 10174;
 
 /// How many events of a page were new and how many the stream already had.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -162,36 +157,22 @@ impl Store {
     }
 
     async fn batch(&self, messages: &[Message]) -> Result<(), Refused> {
-        // A fresh inbox ends in a unique token (a nuid, 22 characters; JetStream allows 64).
-        let inbox = self.client.new_inbox();
-        let id = inbox.rsplit('.').next().unwrap_or(&inbox).to_owned();
-        let failed = |_| Refused::Failed(StoreFailure::Disconnected);
-        let commit = async {
-            let last = messages.len();
-            for (i, m) in messages.iter().enumerate() {
-                let mut headers = m.headers.clone();
-                headers.insert("Nats-Batch-Id", id.as_str());
-                headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
-                if i + 1 < last {
-                    self.client
-                        .publish_with_headers(m.subject.clone(), headers, m.payload.clone())
-                        .await
-                        .map_err(failed)?;
-                } else {
-                    headers.insert("Nats-Batch-Commit", "1");
-                    let reply = self
-                        .client
-                        .request_with_headers(m.subject.clone(), headers, m.payload.clone())
-                        .await
-                        .map_err(|e| Refused::Failed(StoreFailure::Request(e.kind())))?;
-                    return commit_outcome(&reply.payload, last);
-                }
+        let batch = messages
+            .iter()
+            .map(|m| (m.subject.clone(), m.headers.clone(), m.payload.clone()))
+            .collect();
+        match batch::publish(&self.client, self.timeout, batch).await {
+            Ok(_) => Ok(()),
+            Err(BatchError::Refused {
+                err_code: ERR_WRONG_LAST_SEQUENCE | ERR_DUPLICATE_MSG_ID | ERR_ATOMIC_DISABLED,
+                ..
+            }) => Err(Refused::Known),
+            Err(BatchError::Refused { err_code, .. }) => {
+                Err(Refused::Failed(StoreFailure::BatchRefused(err_code)))
             }
-            Ok(())
-        };
-        tokio::time::timeout(self.timeout, commit)
-            .await
-            .map_err(|_| Refused::Failed(StoreFailure::Timeout(self.timeout)))?
+            Err(BatchError::NotSent(kind)) => Err(Refused::Failed(StoreFailure::Rejected(kind))),
+            Err(BatchError::Timeout(after)) => Err(Refused::Failed(StoreFailure::Timeout(after))),
+        }
     }
 }
 
@@ -207,29 +188,4 @@ enum Refused {
     Known,
     /// Anything else.
     Failed(StoreFailure),
-}
-
-#[derive(Deserialize)]
-struct CommitReply {
-    count: Option<u64>,
-    error: Option<ApiError>,
-}
-
-#[derive(Deserialize)]
-struct ApiError {
-    #[serde(default)]
-    err_code: u64,
-}
-
-fn commit_outcome(payload: &[u8], messages: usize) -> Result<(), Refused> {
-    let reply: CommitReply = serde_json::from_slice(payload)
-        .map_err(|_| Refused::Failed(StoreFailure::BatchRefused(0)))?;
-    match reply.error.map(|e| e.err_code) {
-        Some(ERR_WRONG_LAST_SEQUENCE | ERR_DUPLICATE_MSG_ID | ERR_ATOMIC_DISABLED) => {
-            Err(Refused::Known)
-        }
-        Some(code) => Err(Refused::Failed(StoreFailure::BatchRefused(code))),
-        None if reply.count.unwrap_or(messages as u64) == messages as u64 => Ok(()),
-        None => Err(Refused::Failed(StoreFailure::BatchRefused(0))),
-    }
 }
