@@ -27,10 +27,7 @@ use std::{sync::OnceLock, time::Duration};
 
 use async_nats::{
     connection::State,
-    jetstream::{
-        self,
-        kv::{self, Operation},
-    },
+    jetstream::kv::{self, Operation},
 };
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -60,7 +57,7 @@ impl Dedup {
     /// Also starts the task writing records, which ends when the `Dedup` is dropped.
     pub(crate) fn new(client: async_nats::Client, timeout: Duration) -> Self {
         let (records, queue) = mpsc::channel(RECORDS_QUEUE);
-        tokio::spawn(write_all(client.clone(), timeout, queue));
+        tokio::spawn(write_all(client.clone(), queue));
         Self {
             client,
             store: OnceLock::new(),
@@ -127,62 +124,23 @@ impl Dedup {
 /// Writes queued records until every sender is gone: whatever is waiting goes out as one atomic
 /// batch (a put per key: the bucket keeps one value per key), so recording costs one commit
 /// per group of events, like storing them, not one per event.
-async fn write_all(
-    client: async_nats::Client,
-    timeout: Duration,
-    mut queue: mpsc::Receiver<Record>,
-) {
-    let js = jetstream::new(client.clone());
+async fn write_all(client: async_nats::Client, mut queue: mpsc::Receiver<Record>) {
     let mut batch = Vec::with_capacity(hookyard_core::batch::MAX_ATOMIC);
     while queue
         .recv_many(&mut batch, hookyard_core::batch::MAX_ATOMIC)
         .await
         > 0
     {
-        let count = batch.len();
-        let messages: Vec<_> = batch
-            .iter()
-            .map(|r| {
-                (
-                    r.subject.clone(),
-                    async_nats::HeaderMap::new(),
-                    r.value.clone(),
-                )
-            })
+        let records: Vec<_> = batch.drain(..).map(|r| (r.subject, r.value)).collect();
+        let failed: Vec<String> = hookyard_core::batch::store_each(&client, &records)
+            .await
+            .into_iter()
+            .filter_map(|stored| stored.err())
+            .map(|error| hookyard_core::telemetry::report(&error))
             .collect();
-        let batched = count > 1
-            && hookyard_core::batch::publish(&client, timeout, messages)
-                .await
-                .is_ok();
-        if !batched {
-            // One record, or a batch the server refused: each on its own, all at once.
-            write_each(&js, timeout, &batch).await;
+        if let Some(error) = failed.first() {
+            tracing::warn!(records = failed.len(), %error, "events stored but not recorded for long-window dedup");
         }
-        batch.clear();
-    }
-}
-
-async fn write_each(js: &jetstream::Context, timeout: Duration, records: &[Record]) {
-    let writes = records.iter().map(|r| async move {
-        let put = hookyard_core::work::publish(
-            js,
-            r.subject.clone(),
-            async_nats::HeaderMap::new(),
-            r.value.clone(),
-        );
-        match tokio::time::timeout(timeout, put).await {
-            Ok(Ok(())) => None,
-            Ok(Err(error)) => Some(hookyard_core::telemetry::report(&error)),
-            Err(_) => Some(format!("no answer within {timeout:?}")),
-        }
-    });
-    let failed: Vec<String> = futures::future::join_all(writes)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    if let Some(error) = failed.first() {
-        tracing::warn!(records = failed.len(), %error, "events stored but not recorded for long-window dedup");
     }
 }
 
@@ -222,6 +180,7 @@ fn judge(value: &[u8], window: Duration, now_ms: i64) -> Recorded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_nats::jetstream;
 
     /// A burst of records goes out in atomic batches, not one write each: the stored records
     /// carry their batch's id, and there are far fewer batches than records.
