@@ -6,7 +6,8 @@
 //! [`BatchSettings::max_messages`]); send the batch when it is full or
 //! [`BatchSettings::linger`] after its first event (default zero: at once, so a lone request is
 //! never held back) and fewer than [`IN_FLIGHT`] batches are in flight. While they are, the
-//! next batch fills up, so the batch size follows the load without any timer.
+//! next batch fills up, so the batch size follows the load without any timer. With batching
+//! off (`max_messages` 1) every waiting event is published at once, each on its own.
 //!
 //! A batch of one event is an ordinary JetStream publish. A larger one is an atomic batch
 //! ([`hookyard_core::batch`]): the server stores all of it or none and answers with one PubAck.
@@ -45,6 +46,17 @@ use crate::publish::{BatchSettings, PublishError};
 
 /// Batches in flight at once: one being stored while the next is on its way.
 pub(crate) const IN_FLIGHT: usize = 2;
+
+/// How many publishes may be in flight at once: [`IN_FLIGHT`] batches, or, with batching off
+/// (`max_messages` 1), every waiting event, pipelined as the naive "one publish per request"
+/// is. Two at a time would make each event wait for two round trips' worth of others.
+fn in_flight_limit(settings: &BatchSettings) -> usize {
+    if settings.max_messages <= 1 {
+        settings.queue.max(1)
+    } else {
+        IN_FLIGHT
+    }
+}
 
 /// One event waiting to be stored, and where its outcome goes.
 pub(crate) struct Pending {
@@ -94,13 +106,14 @@ pub(crate) async fn run(
         timeout,
     };
     let max = settings.max_messages.clamp(1, MAX_ATOMIC);
+    let limit = in_flight_limit(&settings);
     let mut batch: Vec<Pending> = Vec::with_capacity(max);
     let mut deadline = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     let mut closed = false;
     loop {
         let due = batch.len() >= max || Instant::now() >= deadline;
-        if !batch.is_empty() && in_flight.len() < IN_FLIGHT && due {
+        if !batch.is_empty() && in_flight.len() < limit && due {
             in_flight.push(sender.send(std::mem::take(&mut batch)));
             continue;
         }

@@ -224,3 +224,46 @@ async fn a_batch_to_a_missing_stream_fails_every_request() -> anyhow::Result<()>
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn with_batching_off_every_waiting_event_is_published_at_once() -> anyhow::Result<()> {
+    // No stream on the subject: a plain subscriber receives the publishes and holds their acks
+    // until it has them all, so it sees how many the batcher sends before any ack comes back.
+    let setup = setup(None).await?;
+    setup.js.delete_stream(setup.topology.in_stream()).await?;
+    let mut held = setup
+        .client
+        .subscribe(setup.topology.in_subject("shop"))
+        .await?;
+    setup.client.flush().await?;
+    let ids: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let client = setup.client.clone();
+    let stream = setup.topology.in_stream();
+    let acker = tokio::spawn(async move {
+        let mut replies = Vec::new();
+        while replies.len() < 40 {
+            let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(3), held.next()).await
+            else {
+                break;
+            };
+            replies.extend(message.reply);
+        }
+        let seen = replies.len();
+        for (seq, reply) in replies.into_iter().enumerate() {
+            let ack = format!(r#"{{"stream":"{stream}","seq":{}}}"#, seq + 1);
+            client.publish(reply, ack.into()).await?;
+        }
+        anyhow::Ok(seen)
+    });
+
+    let results = publish_queued(&setup, &ids, 1, 10).await?;
+
+    assert_eq!(acker.await??, 40, "all 40 were out before the first ack");
+    let sequences: BTreeSet<u64> = results
+        .into_iter()
+        .map(|r| r.map(|ack| ack.sequence))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(sequences.len(), 40, "each answered with its own ack");
+    Ok(())
+}
