@@ -136,7 +136,7 @@ pub async fn publish_one_by_one(
 }
 
 /// Atomic batches keeping `in_flight` messages outstanding: two batches of `in_flight / 2`
-/// (one being stored, the next on its way, as ingress does), for `duration`.
+/// (one being stored, the next on its way), for `duration`.
 pub async fn publish_batched(
     client: &async_nats::Client,
     subject: &str,

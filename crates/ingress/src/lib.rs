@@ -47,7 +47,7 @@
 //! - **Group commit.** Requests do not publish themselves: they queue their event for one
 //!   batcher task, which sends what is waiting as one atomic JetStream batch (`Nats-Batch-Id`,
 //!   `HOOKYARD_IN` has `allow_atomic`), at most [`publish::BatchSettings::max_messages`]
-//!   (default 100) per batch and two batches in flight; the next batch fills while the previous
+//!   (default 100) per batch and one batch in flight; the next batch fills while the previous
 //!   one is stored, so batches grow with the load without a timer: a lone request goes out at
 //!   once (as a plain publish). [`publish::BatchSettings::linger`] (default 0) can make a batch
 //!   wait for more. Each request is

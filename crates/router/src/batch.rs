@@ -4,8 +4,8 @@
 //! commit instead of one per item. A route task acks its inbound message only once its
 //! event's items are stored, as before.
 //!
-//! The loop is ingress's: take everything waiting (up to [`MAX_EVENTS`] events), send it while
-//! fewer than [`IN_FLIGHT`] batches are in flight, and let the next batch fill meanwhile, so
+//! The loop is ingress's: take everything waiting (up to [`MAX_EVENTS`] events), send it when
+//! no batch is in flight ([`IN_FLIGHT`]), and let the next batch fill meanwhile, so
 //! the batch size follows the load without a timer and a lone event is never held back.
 //!
 //! An atomic batch is stored all or none, so a batch the server refuses (an item whose
@@ -40,8 +40,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
 
-/// Batches in flight at once: one being stored while the next fills.
-const IN_FLIGHT: usize = 2;
+/// Batches in flight at once: one being stored while the next fills. One, as in ingress:
+/// nats-server commits a stream's batches one after the other, so a second in flight would
+/// only make both smaller.
+const IN_FLIGHT: usize = 1;
 /// Events whose items go in one batch at most.
 const MAX_EVENTS: usize = 128;
 /// How long a batch's commit may take, as the JetStream context's publish timeout.
