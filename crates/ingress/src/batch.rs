@@ -53,7 +53,7 @@ pub(crate) const IN_FLIGHT: usize = 1;
 
 /// How many publishes may be in flight at once: [`IN_FLIGHT`] batches, or, with batching off
 /// (`max_messages` 1), every waiting event, pipelined as the naive "one publish per request"
-/// is. Two at a time would make each event wait for two round trips' worth of others.
+/// is. One at a time would make each event wait for the round trips of all queued before it.
 fn in_flight_limit(settings: &BatchSettings) -> usize {
     if settings.max_messages <= 1 {
         settings.queue.max(1)
