@@ -173,9 +173,9 @@ impl Pipeline {
         self.procs().iter().map(|p| p.cpu_seconds()).sum()
     }
 
-    /// Events not yet delivered: what the router has still to route, plus the work items
-    /// queued (a work item leaves `HOOKYARD_WORK` when the worker acknowledges it, after the
-    /// partner's answer). `None` while the router's consumer does not exist.
+    /// Events not yet delivered: what the router has still to route, plus the work items not
+    /// done (a work item is done when the worker acknowledges it, after the partner's answer).
+    /// `None` while the router's or the handler's consumer does not exist.
     pub async fn backlog(&self) -> Option<u64> {
         Some(self.unrouted().await? + self.work_items().await?)
     }
@@ -187,9 +187,18 @@ impl Pipeline {
         Some(info.num_pending + info.num_ack_pending as u64)
     }
 
-    /// Work items queued for the handler, waiting ones (`HOOKYARD_WAIT`) included.
+    /// Work items the handler has not finished, waiting ones (`HOOKYARD_WAIT`) included. Done
+    /// items stay in `HOOKYARD_WORK` until the worker purges them, so its consumer says what
+    /// is left.
     pub async fn work_items(&self) -> Option<u64> {
-        let work = stream_messages(&self.js, &stream_name("HOOKYARD_WORK")).await?;
+        let stream = self
+            .js
+            .get_stream(stream_name("HOOKYARD_WORK"))
+            .await
+            .ok()?;
+        let consumer = format!("handler-{HANDLER}");
+        let info = stream.consumer_info(consumer).await.ok()?;
+        let work = info.num_pending + info.num_ack_pending as u64;
         let wait = stream_messages(&self.js, &stream_name("HOOKYARD_WAIT"))
             .await
             .unwrap_or(0);

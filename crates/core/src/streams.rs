@@ -18,8 +18,9 @@
 //! `HOOKYARD_IN`, `HOOKYARD_WORK`, `HOOKYARD_DLQ` and `HOOKYARD_WAIT` (it reads the first, writes
 //! the others, and moves what waits in the last back to the work queue);
 //! a worker creates or updates `HOOKYARD_WORK` and `HOOKYARD_DLQ` so it can bind its consumer
-//! whichever service starts first. `HOOKYARD_AUDIT` holds what happened to events, never holding
-//! up a call, with `discard: old`: egress (when auditing is on) publishes one record per outbound attempt on
+//! whichever service starts first, and purges its handler's done items (see
+//! [`WorkRetention`]). `HOOKYARD_AUDIT` holds what happened to events, never holding up a
+//! call, with `discard: old`: egress (when auditing is on) publishes one record per outbound attempt on
 //! `hookyard.audit.egress.<connection>.<event id>`, workers one outcome per delivery on
 //! `hookyard.audit.worker.<handler>.<outcome>.<event id>`, and the router's admin API one record
 //! per replay on `hookyard.audit.replay`; each of them creates or updates the stream. The ids in
@@ -205,7 +206,7 @@ impl Topology {
     pub fn in_stream(&self) -> String {
         self.stream(IN)
     }
-    /// Work-queue stream, one message per (event, handler).
+    /// Stream of the work, one message per (event, handler).
     pub fn work_stream(&self) -> String {
         self.stream(WORK)
     }
@@ -384,12 +385,12 @@ impl Topology {
         }
     }
 
-    /// Settings of `HOOKYARD_WORK`: work-queue retention, file storage.
+    /// Settings of `HOOKYARD_WORK`: limits retention (see [`WorkRetention`]), file storage.
     pub fn work_config(&self) -> stream::Config {
         stream::Config {
             name: self.work_stream(),
             subjects: vec![self.subject("work.>")],
-            retention: RetentionPolicy::WorkQueue,
+            retention: RetentionPolicy::Limits,
             storage: StorageType::File,
             // A full work queue must push back on the router (which then retries), not drop work.
             discard: DiscardPolicy::New,
@@ -689,13 +690,50 @@ impl Topology {
         ensure(js, self.in_config()).await
     }
 
-    /// Creates or updates `HOOKYARD_WORK` and `HOOKYARD_DLQ`.
+    /// Creates or updates `HOOKYARD_WORK` and `HOOKYARD_DLQ`; says how done work items leave
+    /// the first. A `HOOKYARD_WORK` an earlier version made as a work queue stays one (JetStream
+    /// cannot change a stream's retention to or from work queue in place), with the other
+    /// settings updated.
     pub async fn ensure_work_and_dlq(
         &self,
         js: &jetstream::Context,
-    ) -> Result<(), StreamSetupError> {
-        ensure(js, self.work_config()).await?;
-        ensure(js, self.dlq_config()).await
+    ) -> Result<WorkRetention, StreamSetupError> {
+        let mut config = self.work_config();
+        let retention = match js.get_stream(&config.name).await {
+            Ok(stream) if stream.cached_info().config.retention == RetentionPolicy::WorkQueue => {
+                config.retention = RetentionPolicy::WorkQueue;
+                tracing::warn!(
+                    stream = %config.name,
+                    "the work stream is a work queue from an earlier version: each acknowledgement costs a synced removal; docs/operations.md says how to recreate it"
+                );
+                WorkRetention::WorkQueue
+            }
+            _ => WorkRetention::Purged,
+        };
+        ensure(js, config).await?;
+        ensure(js, self.dlq_config()).await?;
+        Ok(retention)
+    }
+
+    /// Purges `handler`'s subject of the work stream `work` below its consumer's ack floor,
+    /// where every item is done, unless that is below `purged_below` already; returns what it
+    /// purges below now (the floor + 1, or `purged_below`).
+    pub async fn purge_done_work(
+        &self,
+        work: &stream::Stream,
+        handler: &str,
+        purged_below: u64,
+    ) -> Result<u64, async_nats::Error> {
+        let info = work.consumer_info(self.handler_consumer(handler)).await?;
+        let below = info.ack_floor.stream_sequence.saturating_add(1);
+        if below <= purged_below.max(1) {
+            return Ok(purged_below);
+        }
+        work.purge()
+            .filter(self.work_subject(handler))
+            .sequence(below)
+            .await?;
+        Ok(below)
     }
 
     /// Creates or updates `HOOKYARD_WAIT`.
@@ -721,6 +759,23 @@ pub fn subject_token(text: &str) -> String {
     } else {
         format!("h{}", hex::encode(&Sha256::digest(text.as_bytes())[..16]))
     }
+}
+
+/// How acknowledged work items leave `HOOKYARD_WORK`.
+///
+/// A work queue removes each message as it is acknowledged, and on a one-replica file stream
+/// under `sync_interval: always` nats-server writes that removal as a tombstone synced on its own:
+/// one fsync per delivered event, outside any group commit. So the stream has limits retention
+/// and the handler's workers purge what their consumer has acknowledged, up to its ack floor,
+/// in one request a few times a second (`hookyard_worker`'s `purge`), which nats-server writes
+/// with one flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkRetention {
+    /// Limits retention: the workers purge what is done.
+    Purged,
+    /// A work queue made by an earlier version: JetStream removes each item as it is
+    /// acknowledged, and there is nothing to purge.
+    WorkQueue,
 }
 
 /// A stream could not be created or updated.

@@ -44,6 +44,11 @@ pub(crate) struct HandlerContext {
     pub steps: async_nats::jetstream::kv::Store,
     /// True when a step with a side effect has steps after it: progress is then kept.
     pub resumes: bool,
+    /// True when done items are purged from the work stream (see [`crate::purge`]), false for
+    /// a work queue, where each acknowledgement removes its item.
+    pub purges: bool,
+    /// What this process acknowledged and has not yet seen purged.
+    pub acked: crate::purge::Acked,
     /// The programs of the handler's subprocess steps.
     pub programs: Arc<crate::program::Programs>,
 }
@@ -170,7 +175,7 @@ async fn settle(
             end_delivery(ctx, msg, returned).await;
             // One line per handled event: operators (and the compose test) count deliveries per replica.
             info!(event_id, attempt = delivered, "event handled");
-            ack(msg).await;
+            ack(ctx, msg).await;
         }
         Verdict::Retry(delay) => {
             warn!(
@@ -236,7 +241,7 @@ async fn give_up(
     match dead_letter(ctx, msg, letter).await {
         Ok(()) => {
             end_delivery(ctx, msg, returned).await;
-            ack(msg).await;
+            ack(ctx, msg).await;
         }
         Err(error) => {
             let delay = backoff_delay(&ctx.handler.backoff, delivered);
@@ -326,10 +331,20 @@ async fn attempt_with_progress(
     }
 }
 
-async fn ack(msg: &jetstream::Message) {
-    // A double ack: the server confirms it, so an outcome reported done is not redelivered.
-    if let Err(error) = msg.double_ack().await {
-        warn!(error = %report(&*error), "failed to ack, the event may be redelivered");
+async fn ack(ctx: &HandlerContext, msg: &jetstream::Message) {
+    // A double ack: the server confirms it, so an outcome reported done is not redelivered,
+    // and only an item the server counts as done is purged.
+    match msg.double_ack().await {
+        Ok(()) => {
+            if ctx.purges
+                && let Ok(info) = msg.info()
+            {
+                ctx.acked.note(info.stream_sequence);
+            }
+        }
+        Err(error) => {
+            warn!(error = %report(&*error), "failed to ack, the event may be redelivered");
+        }
     }
 }
 

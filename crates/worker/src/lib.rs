@@ -7,6 +7,8 @@
 //! - `consume`: one durable pull consumer per handler, shared by all replicas (so they split
 //!   the load), at most `concurrency` deliveries at once, and the graceful shutdown;
 //! - `dispatch`: one delivery — progress acks, ack / NAK-with-delay / dead letter;
+//! - `purge`: done items leave `HOOKYARD_WORK` in purges below the consumer's ack floor, not
+//!   one synced removal per ack;
 //! - `pipeline`: the steps of one attempt, from the first one not completed, with `when`
 //!   and `$steps`; `resume`: that progress kept in `HOOKYARD_STEPS` between deliveries;
 //! - [`call`]: an `http` step's egress request from its expressions, and its idempotency key;
@@ -69,11 +71,14 @@ pub mod outcome;
 mod pipeline;
 pub mod program;
 mod publish;
+mod purge;
 mod record;
 pub mod reply;
 mod resume;
 mod returns;
 pub mod subprocess;
+
+pub use purge::STRAGGLERS;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
@@ -83,7 +88,7 @@ use hookyard_core::{
     Integration,
     config::{Handler, Step},
     health, retry,
-    streams::{StreamSetupError, Topology},
+    streams::{StreamSetupError, Topology, WorkRetention},
 };
 use hookyard_proto::egress::v1::egress_service_client::EgressServiceClient;
 use tokio::net::TcpListener;
@@ -244,26 +249,41 @@ pub async fn run(
         metrics,
         programs,
     };
-    let work =
-        async {
-            let Some(loops) = contexts(&settings, &names, &shared, &stop).await else {
-                return;
-            };
-            health::set_serving(&reporter, true).await;
-            info!(handlers = ?names, "worker started");
-            futures::future::join_all(loops.into_iter().map(|(consumer, ctx)| {
-                consume::run(consumer, ctx, &stop, settings.shutdown_grace)
-            }))
-            .await;
-            for p in shared.programs.values() {
-                p.shutdown().await;
-            }
-            health::set_serving(&reporter, false).await;
-            info!("worker stopped");
+    let work = async {
+        let Some(loops) = contexts(&settings, &names, &shared, &stop).await else {
+            return;
         };
+        health::set_serving(&reporter, true).await;
+        info!(handlers = ?names, "worker started");
+        futures::future::join_all(loops.into_iter().map(|(consumer, ctx)| {
+            handle_until_stopped(consumer, ctx, &stop, settings.shutdown_grace)
+        }))
+        .await;
+        for p in shared.programs.values() {
+            p.shutdown().await;
+        }
+        health::set_serving(&reporter, false).await;
+        info!("worker stopped");
+    };
 
     let (served, ()) = tokio::join!(serve, work);
     served.map_err(Error::Serve)
+}
+
+/// One handler: its pull loop, and beside it the purges of the work items it has done, which
+/// end after its last delivery.
+async fn handle_until_stopped(
+    consumer: PullConsumer,
+    ctx: Arc<dispatch::HandlerContext>,
+    stop: &CancellationToken,
+    grace: Duration,
+) {
+    let done = CancellationToken::new();
+    let consuming = async {
+        consume::run(consumer, ctx.clone(), stop, grace).await;
+        done.cancel();
+    };
+    tokio::join!(purge::run(&ctx, &done), consuming);
 }
 
 /// The egress client; lazy, so the worker starts while egress is down (calls then fail
@@ -308,8 +328,14 @@ async fn contexts(
         let Some(handler) = settings.integration.handlers.get(name) else {
             continue;
         };
-        let (consumer, Buckets { returns, steps }) =
-            setup(js, &settings.topology, name, handler, stop).await?;
+        let (
+            consumer,
+            Buckets {
+                returns,
+                steps,
+                retention,
+            },
+        ) = setup(js, &settings.topology, name, handler, stop).await?;
         let ctx = Arc::new(dispatch::HandlerContext {
             name: name.clone(),
             handler: handler.clone(),
@@ -323,6 +349,8 @@ async fn contexts(
             returns,
             steps,
             resumes: resumes(handler),
+            purges: retention == WorkRetention::Purged,
+            acked: purge::Acked::default(),
             programs: shared.programs.get(name).cloned().unwrap_or_default(),
         });
         loops.push((consumer, ctx));
@@ -364,10 +392,11 @@ fn resumes(handler: &Handler) -> bool {
         .is_some_and(|(_, before)| before.iter().any(Step::has_side_effect))
 }
 
-/// The KV buckets a handler's deliveries use.
+/// The KV buckets a handler's deliveries use, and how its done items leave the work stream.
 struct Buckets {
     returns: jetstream::kv::Store,
     steps: jetstream::kv::Store,
+    retention: WorkRetention,
 }
 
 /// Creates or updates the streams and the handler's consumer, retrying with backoff until NATS
@@ -395,7 +424,7 @@ async fn try_setup(
     name: &str,
     handler: &Handler,
 ) -> Result<(PullConsumer, Buckets), Error> {
-    topology
+    let retention = topology
         .ensure_work_and_dlq(js)
         .await
         .map_err(Error::Streams)?;
@@ -412,7 +441,14 @@ async fn try_setup(
             consumer: topology.handler_consumer(name),
             source,
         })?;
-    Ok((consumer, Buckets { returns, steps }))
+    Ok((
+        consumer,
+        Buckets {
+            returns,
+            steps,
+            retention,
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -116,8 +116,8 @@ async fn subjects(router: &Router, stream: &str) -> anyhow::Result<BTreeMap<Stri
     Ok(out)
 }
 
-/// Acts as `handler`'s worker: takes and acknowledges its work items until `n` distinct
-/// events came; returns how many times each event came.
+/// Acts as `handler`'s worker: takes and acknowledges its work items, purging what is done as
+/// workers do, until `n` distinct events came; returns how many times each event came.
 async fn drain(
     router: &Router,
     handler: &str,
@@ -136,6 +136,8 @@ async fn drain(
             t.work_stream(),
         )
         .await?;
+    let work = router.js.get_stream(t.work_stream()).await?;
+    let mut purged_below = 0;
     let mut seen = BTreeMap::new();
     let mut messages = worker.messages().await?;
     let deadline = tokio::time::Instant::now() + LIMIT;
@@ -149,6 +151,10 @@ async fn drain(
         let id = item.event.map(|e| e.id).unwrap_or_default();
         *seen.entry(id).or_insert(0) += 1;
         next.double_ack()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        purged_below = t
+            .purge_done_work(&work, handler, purged_below)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }

@@ -279,6 +279,37 @@ async fn wait_all_acked(
     .await
 }
 
+/// A partner answering every POST with `status` (after the mocks already mounted), egress in
+/// front of it, and a worker whose handler has the extra settings `handler`.
+async fn worker_with_partner(
+    s: &Setup,
+    status: u16,
+    handler: &str,
+) -> anyhow::Result<(Worker, Calls)> {
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(status))
+        .mount(&s.partner)
+        .await;
+    let (egress, calls) = start_egress(&s.partner.uri()).await?;
+    let config = integration(&s.partner.uri(), handler)?;
+    let worker = Worker::start(&s.nats, &s.topology, config, &egress, LIMIT).await?;
+    Ok((worker, calls))
+}
+
+/// Waits until the work stream holds `n` messages at most (done ones are purged).
+async fn wait_work_stream_holds(s: &Setup, n: usize) -> anyhow::Result<()> {
+    wait_for(
+        LIMIT,
+        "done work items to leave the work stream",
+        || async {
+            stored(&s.js, &s.topology.work_stream())
+                .await
+                .is_ok_and(|m| m.len() <= n)
+        },
+    )
+    .await
+}
+
 /// Waits for exactly one dead letter on the handler's subject and decodes it.
 async fn wait_dead_letter(
     js: &jetstream::Context,
@@ -361,13 +392,8 @@ async fn retryable_statuses_are_retried_with_the_same_idempotency_key_then_acked
 async fn always_failing_partner_is_dead_lettered_after_max_deliver_attempts() -> anyhow::Result<()>
 {
     let s = setup().await?;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&s.partner)
-        .await;
-    let (egress, calls) = start_egress(&s.partner.uri()).await?;
-    let config = integration(&s.partner.uri(), "max_deliver = 3\nbackoff = [\"100ms\"]")?;
-    let worker = Worker::start(&s.nats, &s.topology, config, &egress, LIMIT).await?;
+    let settings = "max_deliver = 3\nbackoff = [\"100ms\"]";
+    let (worker, calls) = worker_with_partner(&s, 500, settings).await?;
 
     publish_work(&s.js, &s.topology, "evt_x").await?;
     let (m, letter) = wait_dead_letter(&s.js, &s.topology).await?;
@@ -385,7 +411,7 @@ async fn always_failing_partner_is_dead_lettered_after_max_deliver_attempts() ->
     assert_eq!(letter.event_type, "order.created");
     assert_eq!(letter.event.map(|e| e.id).as_deref(), Some("evt_x"));
     assert_eq!(calls.len(), 3);
-    assert!(stored(&s.js, &s.topology.work_stream()).await?.is_empty());
+    wait_work_stream_holds(&s, 0).await?;
     worker.stop().await
 }
 
@@ -568,4 +594,87 @@ async fn shutdown_returns_an_event_still_running_when_the_grace_ends() -> anyhow
     assert_eq!(calls.len(), 1);
     again.stop().await?;
     Ok(())
+}
+
+/// The work stream has limits retention: done items leave it in purges below the ack floor,
+/// not in one synced removal per acknowledgement.
+#[tokio::test]
+async fn done_items_are_purged_from_the_work_stream() -> anyhow::Result<()> {
+    const ITEMS: u64 = 50;
+    let s = setup().await?;
+    let (worker, _) = worker_with_partner(&s, 200, "").await?;
+    let mut stream = s.js.get_stream(s.topology.work_stream()).await?;
+    assert_eq!(
+        stream.info().await?.config.retention,
+        jetstream::stream::RetentionPolicy::Limits
+    );
+    for n in 0..ITEMS {
+        publish_work(&s.js, &s.topology, &format!("evt_{n}")).await?;
+    }
+    wait_all_acked(&s.js, &s.topology, ITEMS).await?;
+    wait_work_stream_holds(&s, 0).await?;
+    worker.stop().await
+}
+
+/// An item retried with a long backoff holds the ack floor, so nothing after it is purged; the
+/// done items after it are removed one by one once a process holds `STRAGGLERS` of them, so
+/// they cannot fill the handler's share of the stream. The retried item itself stays.
+#[tokio::test]
+async fn an_item_in_a_long_backoff_does_not_keep_the_done_items_after_it() -> anyhow::Result<()> {
+    let done = 2 * hookyard_worker::STRAGGLERS;
+    let s = setup().await?;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::header(
+            "Idempotency-Key",
+            "evt_stuck:orders",
+        ))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&s.partner)
+        .await;
+    let settings = "concurrency = 32\nmax_deliver = 3\nbackoff = [\"1h\"]";
+    let (worker, _) = worker_with_partner(&s, 200, settings).await?;
+    publish_work(&s.js, &s.topology, "evt_stuck").await?;
+    for n in 0..done {
+        publish_work(&s.js, &s.topology, &format!("evt_{n}")).await?;
+    }
+    wait_for(
+        LIMIT,
+        "every item but the stuck one to be acked",
+        || async {
+            handler_consumer(&s.js, &s.topology).await.is_ok_and(|i| {
+                i.num_pending == 0 && i.num_ack_pending == 1 && i.ack_floor.stream_sequence == 0
+            })
+        },
+    )
+    .await?;
+    wait_work_stream_holds(&s, hookyard_worker::STRAGGLERS).await?;
+    let stream = s.js.get_stream(s.topology.work_stream()).await?;
+    assert!(
+        stream.get_raw_message(1).await.is_ok(),
+        "the item being retried stays in the stream"
+    );
+    worker.stop().await
+}
+
+/// A work stream an earlier version made as a work queue keeps its retention (JetStream cannot
+/// change it in place) and still loses its items as they are acknowledged.
+#[tokio::test]
+async fn a_work_queue_from_an_earlier_version_is_kept_and_emptied_by_acks() -> anyhow::Result<()> {
+    let s = setup().await?;
+    let mut legacy = s.topology.work_config();
+    legacy.retention = jetstream::stream::RetentionPolicy::WorkQueue;
+    s.js.create_stream(legacy).await?;
+    let (worker, _) = worker_with_partner(&s, 200, "").await?;
+    for n in 0..5 {
+        publish_work(&s.js, &s.topology, &format!("evt_{n}")).await?;
+    }
+    wait_all_acked(&s.js, &s.topology, 5).await?;
+    let mut stream = s.js.get_stream(s.topology.work_stream()).await?;
+    let info = stream.info().await?;
+    assert_eq!(
+        info.config.retention,
+        jetstream::stream::RetentionPolicy::WorkQueue
+    );
+    assert_eq!(info.state.messages, 0, "removed by the acknowledgements");
+    worker.stop().await
 }
