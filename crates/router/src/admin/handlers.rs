@@ -4,8 +4,8 @@
 //! A pause is JetStream's consumer pause (`pause_until`, nats-server 2.11+) on the durable
 //! consumer every replica of the handler's workers shares: the server stops delivering, new work
 //! items keep arriving in `HOOKYARD_WORK` and wait there (only what is done is purged), and
-//! in-flight deliveries finish as usual. Resuming delivers what waited. The pause lives in the consumer
-//! on the server, so it holds for every replica and across worker restarts.
+//! in-flight deliveries finish as usual. Resuming delivers what waited. The pause lives in the
+//! consumer on the server, so it holds for every replica and across worker restarts.
 
 use std::time::Duration;
 
