@@ -26,7 +26,7 @@ use std::{
 };
 
 use anyhow::{Context, ensure};
-use hookyard_testkit::free_port;
+use hookyard_testkit::free_ports;
 use project::{Project, docker};
 use traffic::{Answer, Partner, Sender, Tally};
 
@@ -175,8 +175,7 @@ impl Run {
             })?;
         }
         let config = config_dir()?;
-        let (ingress_port, demo_port, consent_port) = (free_port()?, free_port()?, free_port()?);
-        let admin_port = free_port()?;
+        let [ingress_port, demo_port, consent_port, admin_port] = free_ports()?;
         let name = format!("{prefix}{}", std::process::id());
         let mut project = Project::new(
             &root(),
@@ -245,15 +244,23 @@ impl Run {
 #[tokio::test]
 async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Result<()> {
     let _one = ONE_STACK.lock().await;
-    let mut run = Run::up("hookyardtest", &[]).await?;
-    let mut rows = vec![mixed_types(&run).await?];
-    let (scaled, replicas) = scaled(&run).await?;
+    let mut run = Run::up("hookyardtest", &[])
+        .await
+        .context("phase: stack up")?;
+    let mut rows = vec![mixed_types(&run).await.context("phase: mixed types")?];
+    let (scaled, replicas) = scaled(&run).await.context("phase: scaled x3")?;
     rows.push(scaled);
-    rows.push(replica_killed(&run, &replicas[1]).await?);
-    let (restarted, outage) = nats_restarted(&run).await?;
+    rows.push(
+        replica_killed(&run, &replicas[1])
+            .await
+            .context("phase: replica killed")?,
+    );
+    let (restarted, outage) = nats_restarted(&run)
+        .await
+        .context("phase: nats restarted")?;
     rows.push(restarted);
-    rows.push(new_handler(&mut run).await?);
-    rows.extend(handler_stalled(&run).await?);
+    rows.push(new_handler(&mut run).await.context("phase: new handler")?);
+    rows.extend(handler_stalled(&run).await.context("phase: stalled")?);
     print_account(&rows, &outage);
     nothing_lost_or_unexpected(&rows)?;
     // No secret of the stack in any container's log: the demo's client secret and basic
@@ -261,7 +268,7 @@ async fn compose_stack_delivers_scales_survives_and_cleans_up() -> anyhow::Resul
     // travel (base64).
     secrets_absent_from_logs(&run.project)?;
     // down -v leaves nothing behind.
-    run.project.down()?;
+    run.project.down().context("phase: down -v")?;
     let left = run.project.leftovers()?;
     ensure!(left.is_empty(), "left behind: {left:?}");
     Ok(())

@@ -47,6 +47,19 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// `N` distinct loopback ports free at the time of the call: each is held until all are
+/// chosen, so two of them cannot be the same port.
+pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let held = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("failed to find a free port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, l) in ports.iter_mut().zip(&held) {
+        *port = l.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
 /// A listener on a free loopback port and its base URL (`http://127.0.0.1:<port>`), for a
 /// service a test starts in its own process.
 pub async fn listener() -> anyhow::Result<(tokio::net::TcpListener, String)> {
