@@ -39,14 +39,24 @@ const LEADER_FAILOVER: Duration = Duration::from_secs(12);
 async fn compose_stack_on_a_cluster_loses_a_nats_node_and_no_acknowledged_event()
 -> anyhow::Result<()> {
     let _one = ONE_STACK.lock().await;
-    let run = Run::up("hookyardcluster", &["docker-compose.cluster.yml"]).await?;
-    every_stream_on_three_nodes(&run).await?;
+    let run = Run::up("hookyardcluster", &["docker-compose.cluster.yml"])
+        .await
+        .context("phase: cluster stack up")?;
+    every_stream_on_three_nodes(&run)
+        .await
+        .context("phase: three replicas")?;
     let (ingress_node, ingress_server) = ingress_node(&run).await?;
-    lead_elsewhere(&run, &ingress_server).await?;
-    let client = node_killed(&run, "node killed", ingress_node).await?;
+    lead_elsewhere(&run, &ingress_server)
+        .await
+        .context("phase: leaders moved off ingress's node")?;
+    let client = node_killed(&run, "node killed", ingress_node)
+        .await
+        .context("phase: node killed")?;
     let leader = leader_of(&run, INGRESS_WRITES[0]).await?;
     let leader_node = node_named(&run, &leader).await?;
-    let lead = node_killed(&run, "leader killed", leader_node).await?;
+    let lead = node_killed(&run, "leader killed", leader_node)
+        .await
+        .context("phase: leader killed")?;
     let (rows, failovers): (Vec<Row>, Vec<Failover>) = [client, lead].into_iter().unzip();
     print_rows(&rows);
     for (failover, row) in failovers.iter().zip(&rows) {
