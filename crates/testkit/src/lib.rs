@@ -43,8 +43,8 @@ pub struct Nats {
 
 /// A loopback port free at the time of the call, for a process started later on it.
 pub fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("failed to find a free port")?;
-    Ok(l.local_addr()?.port())
+    let [port] = free_ports()?;
+    Ok(port)
 }
 
 /// `N` distinct loopback ports free at the time of the call: each is held until all are
