@@ -159,6 +159,25 @@ impl Project {
         ok.with_context(|| format!("last states: {last}"))
     }
 
+    /// Each container of `service`: its state, restart count and last `lines` warnings, errors
+    /// and panics, for an error that needs the service's side of the story.
+    pub fn describe(&self, service: &str, lines: usize) -> String {
+        let mut out = String::new();
+        for id in self.containers(service).unwrap_or_default() {
+            let state = docker(&["inspect", "-f", "{{.Name}} {{.State.Status}} restarts={{.RestartCount}} started={{.State.StartedAt}}", &id]).unwrap_or_default();
+            let logs = self.logs(&id).unwrap_or_default();
+            let tail: Vec<&str> = logs
+                .lines()
+                .rev()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
+                .take(lines)
+                .collect();
+            out.push_str(&format!("\n--- {state}\n"));
+            out.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+        out
+    }
+
     /// The log lines of one container.
     pub fn logs(&self, id: &str) -> anyhow::Result<String> {
         let out = run(Command::new("docker").args(["logs", id]))?;

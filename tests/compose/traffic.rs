@@ -62,6 +62,10 @@ impl Sender {
         Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(15))
+                // Below ingress's idle close (its 10 s header read timeout), as a sender's
+                // client should be: a connection reused just as the server closes it fails a
+                // request that was never answered.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
             url: format!("http://127.0.0.1:{ingress_port}/hooks/shop"),
@@ -70,6 +74,7 @@ impl Sender {
 
     /// Sends event `n` of `event_type` with a unique delivery id under `tag`.
     pub async fn send(&self, tag: &str, event_type: &str, n: usize) -> (Instant, Answer) {
+        let sent_at = Instant::now();
         let result = self
             .http
             .post(&self.url)
@@ -98,10 +103,22 @@ impl Sender {
                 retry_after: r.headers().contains_key("retry-after"),
             },
             Ok(r) => Answer::Other(r.status().to_string()),
-            Err(e) => Answer::Other(format!("transport error: {e}")),
+            Err(e) => Answer::Other(transport_error(&e, sent_at.elapsed())),
         };
         (Instant::now(), answer)
     }
+}
+
+/// A failed exchange with its whole cause chain (reqwest's own message names only the URL) and
+/// how long it took, which tells a refused or reset connection from a timeout.
+fn transport_error(error: &reqwest::Error, took: Duration) -> String {
+    let mut text = format!("transport error after {:.3}s: {error}", took.as_secs_f64());
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// Counts for one phase of the test.

@@ -19,8 +19,9 @@ struct Cli {
     /// Longest wait for JetStream's acknowledgement before answering 503.
     #[arg(long, env = "HOOKYARD_INGRESS_PUBLISH_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     publish_timeout: Duration,
-    /// Longest time a client may take to send a request's line and headers; slower connections
-    /// are closed (the body has each source's `read_timeout`).
+    /// Longest time a client may take to send a request's line and headers, and longest idle
+    /// time of a kept-alive connection; slower connections are closed (the body has each
+    /// source's `read_timeout`).
     #[arg(long, env = "HOOKYARD_INGRESS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     header_read_timeout: Duration,
     /// Largest request line plus headers, in bytes (at least 8192); larger requests get 431.

@@ -235,6 +235,36 @@ async fn a_client_sending_one_byte_per_second_is_cut_off_while_others_are_served
         .await
         .context("a silent connection was never closed")??;
     assert_eq!(silent, None);
+
+    // So is a kept-alive connection left idle that long after an answer: the answer does not
+    // ask to close it, and the close comes later, with nothing more sent.
+    let (mut read, mut write) = TcpStream::connect(ingress.addr).await?.into_split();
+    write
+        .write_all(
+            format!("POST {OPEN} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nidle").as_bytes(),
+        )
+        .await?;
+    let mut answer = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(30), read.read_to_end(&mut answer))
+        .await
+        .context("an idle kept-alive connection was never closed")?;
+    answered?;
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(
+        answer.starts_with("http/1.1 202"),
+        "answered first: {answer}"
+    );
+    assert!(
+        !answer.contains("connection: close"),
+        "kept alive: {answer}"
+    );
+    assert_eq!(
+        answer.matches("http/1.1 ").count(),
+        1,
+        "one answer: {answer}"
+    );
+    assert_eq!(ingress.stored().await?, 6);
+    drop(write);
     ingress.stop().await
 }
 
