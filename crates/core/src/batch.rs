@@ -8,11 +8,12 @@
 //! `Nats-Batch-Commit` and is a request; the server answers it with one PubAck whose `seq` is
 //! the last message's (the others precede it), or with the error that made it store nothing.
 
-use std::time::Duration;
+use std::{future::Future, sync::atomic::Ordering, time::Duration};
 
 use async_nats::{
     HeaderMap,
     client::RequestErrorKind,
+    connection::State,
     jetstream::{context::PublishErrorKind, publish::PublishAck},
 };
 use bytes::Bytes;
@@ -25,12 +26,16 @@ pub const ERR_DUPLICATE_MSG_ID: u64 = 10201;
 /// JetStream error code: the stream does not allow atomic publishing.
 pub const ERR_ATOMIC_DISABLED: u64 = 10174;
 
-/// Why a batch was not stored. After [`BatchError::Timeout`] it may still be, later.
+/// Why a batch was not stored. After [`BatchError::Timeout`] or [`BatchError::ConnectionLost`]
+/// it may still be, later.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
     /// No answer to the commit within the timeout.
     #[error("no acknowledgement of the batch within {0:?}")]
     Timeout(Duration),
+    /// The connection the batch went out on was lost before its answer came.
+    #[error("the connection to NATS was lost before the batch was acknowledged")]
+    ConnectionLost,
     /// The batch could not be sent (not connected, no stream for the subject, a message over
     /// the server's `max_payload`).
     #[error("the batch could not be sent ({0})")]
@@ -96,9 +101,50 @@ pub async fn commit(
         }
         Err(BatchError::NotSent(PublishErrorKind::Other))
     };
-    tokio::time::timeout(timeout, commit)
-        .await
-        .map_err(|_| BatchError::Timeout(timeout))?
+    let answer = unless_connection_lost(client, commit);
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(ConnectionLost)) => Err(BatchError::ConnectionLost),
+        Err(_) => Err(BatchError::Timeout(timeout)),
+    }
+}
+
+/// The client lost its connection while a request was waiting for its answer.
+#[derive(Debug)]
+pub struct ConnectionLost;
+
+/// How often [`unless_connection_lost`] looks at the connection.
+const CONNECTION_CHECK: Duration = Duration::from_millis(50);
+
+/// Runs `request` (something sent on `client` that waits for the server's answer) unless the
+/// connection is lost first. async-nats keeps such a request waiting across a reconnect, yet its
+/// answer went to the old connection, so without this it waits out its whole timeout: with a
+/// cluster node killed, the event in flight (and every one queued behind it) would hold its
+/// sender that long instead of getting a 503 to retry on at once. The counter of connects
+/// catches a reconnect that came and went between two looks.
+pub async fn unless_connection_lost<F: Future>(
+    client: &async_nats::Client,
+    request: F,
+) -> Result<F::Output, ConnectionLost> {
+    let statistics = client.statistics();
+    let connects = statistics.connects.load(Ordering::Relaxed);
+    let lost = async {
+        let mut check = tokio::time::interval(CONNECTION_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            check.tick().await;
+            if client.connection_state() != State::Connected
+                || statistics.connects.load(Ordering::Relaxed) != connects
+            {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        output = request => Ok(output),
+        () = lost => Err(ConnectionLost),
+    }
 }
 
 /// The commit's answer: a PubAck of the batch or an error.

@@ -19,10 +19,11 @@
 //!   event, where the repeat is acknowledged as a duplicate and the others are stored once.
 //!   The same fallback covers a stream without `allow_atomic` (error 10174).
 //!
-//! Any other failure (not connected, no PubAck within the publish timeout, stream missing or
-//! full) answers every request of the batch with the error, so each sender gets a 503; an
-//! atomic batch that failed stored nothing. A batch that timed out may still be committed
-//! later: the senders' retries then collapse onto it through the message ids.
+//! Any other failure (not connected, the connection lost before the answer came, no PubAck
+//! within the publish timeout, stream missing or full) answers every request of the batch with
+//! the error, so each sender gets a 503; an atomic batch that failed stored nothing. A batch
+//! that timed out or lost its connection may still be committed later: the senders' retries
+//! then collapse onto it through the message ids.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -221,13 +222,15 @@ impl Sender {
                 .await
                 .map_err(rejected)
         };
-        match tokio::time::timeout(self.timeout, publish).await {
-            Ok(Err(PublishError::Rejected {
+        let answer = batch::unless_connection_lost(&self.client, publish);
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(Err(PublishError::Rejected {
                 kind: PublishErrorKind::TimedOut,
                 ..
-            }))
+            })))
             | Err(_) => Err(PublishError::Timeout(self.timeout)),
-            Ok(result) => result,
+            Ok(Ok(result)) => result,
+            Ok(Err(batch::ConnectionLost)) => Err(PublishError::Disconnected),
         }
     }
 
@@ -278,6 +281,7 @@ impl From<BatchError> for PublishError {
     fn from(error: BatchError) -> Self {
         match error {
             BatchError::Timeout(after) => Self::Timeout(after),
+            BatchError::ConnectionLost => Self::Disconnected,
             BatchError::NotSent(kind) => Self::Rejected {
                 kind,
                 source: kind.into(),

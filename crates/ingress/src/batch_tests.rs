@@ -267,3 +267,73 @@ async fn with_batching_off_every_waiting_event_is_published_at_once() -> anyhow:
     assert_eq!(sequences.len(), 40, "each answered with its own ack");
     Ok(())
 }
+
+/// Runs the batcher with `ids` queued on a subject that only a silent subscriber takes, drops
+/// the client's connection once every message is out, and returns the answers. The publish
+/// timeout is a minute, so an answer that comes only when it runs out is a `Timeout`.
+async fn answers_after_a_lost_connection(
+    ids: &[&str],
+) -> anyhow::Result<Vec<Result<PublishAck, PublishError>>> {
+    let setup = setup(None).await?;
+    setup.js.delete_stream(setup.topology.in_stream()).await?;
+    let mut silent = setup
+        .client
+        .subscribe(setup.topology.in_subject("shop"))
+        .await?;
+    setup.client.flush().await?;
+    let (queue, receiver) = mpsc::channel(ids.len());
+    let mut answers = Vec::new();
+    for id in ids {
+        let (pending, answered) = pending(&setup.topology, id, 10);
+        queue
+            .try_send(pending)
+            .map_err(|_| anyhow::anyhow!("queue full"))?;
+        answers.push(answered);
+    }
+    drop(queue);
+    let batcher = tokio::spawn(run(
+        setup.client.clone(),
+        Duration::from_secs(60),
+        BatchSettings::default(),
+        receiver,
+    ));
+    for _ in ids {
+        silent
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("subscription ended"))?;
+    }
+    setup.client.force_reconnect().await?;
+    let mut results = Vec::new();
+    for answered in answers {
+        results.push(answered.await?);
+    }
+    batcher.await?;
+    Ok(results)
+}
+
+#[tokio::test]
+async fn a_batch_whose_connection_is_lost_is_answered_disconnected_at_once() -> anyhow::Result<()> {
+    let results = answers_after_a_lost_connection(&["l1", "l2", "l3"]).await?;
+
+    assert_eq!(results.len(), 3);
+    for result in results {
+        assert!(
+            matches!(result, Err(PublishError::Disconnected)),
+            "{result:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lone_event_whose_connection_is_lost_is_answered_disconnected_at_once()
+-> anyhow::Result<()> {
+    let results = answers_after_a_lost_connection(&["alone"]).await?;
+
+    assert!(
+        matches!(results[..], [Err(PublishError::Disconnected)]),
+        "{results:?}"
+    );
+    Ok(())
+}

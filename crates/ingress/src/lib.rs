@@ -42,8 +42,10 @@
 //! - **2xx only after the PubAck.** Every failure to store (NATS disconnected, no ack within
 //!   [`Settings::publish_timeout`], stream missing or full under `discard: new`) is a 503 with
 //!   `Retry-After`. The connection state is checked first because async-nats buffers publishes
-//!   while disconnected; the timeout bounds everything else. A publish that timed out may still
-//!   be stored later; the sender's retry then collapses onto it through `Nats-Msg-Id`.
+//!   while disconnected, and watched while the answer is awaited because async-nats keeps a
+//!   request waiting across a reconnect; the timeout bounds everything else. A publish that
+//!   timed out or lost its connection may still be stored later; the sender's retry then
+//!   collapses onto it through `Nats-Msg-Id`.
 //! - **Group commit.** Requests do not publish themselves: they queue their event for one
 //!   batcher task, which sends what is waiting as one atomic JetStream batch (`Nats-Batch-Id`,
 //!   `HOOKYARD_IN` has `allow_atomic`), at most [`publish::BatchSettings::max_messages`]

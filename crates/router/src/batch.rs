@@ -148,7 +148,9 @@ impl Sender {
                 }
                 Vec::new()
             }
-            Err(BatchError::Timeout(_)) => {
+            // The batch may yet be stored: the inbound messages stay unacknowledged and come
+            // back, and the work items' message ids collapse the second try onto the first.
+            Err(BatchError::Timeout(_) | BatchError::ConnectionLost) => {
                 for &i in &batched {
                     outcomes[i] = Some(Err(self.timed_out(items[i])));
                 }

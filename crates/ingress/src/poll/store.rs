@@ -172,6 +172,7 @@ impl Store {
             }
             Err(BatchError::NotSent(kind)) => Err(Refused::Failed(StoreFailure::Rejected(kind))),
             Err(BatchError::Timeout(after)) => Err(Refused::Failed(StoreFailure::Timeout(after))),
+            Err(BatchError::ConnectionLost) => Err(Refused::Failed(StoreFailure::Disconnected)),
         }
     }
 }
