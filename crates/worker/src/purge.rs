@@ -38,14 +38,23 @@ pub const STRAGGLERS: usize = 1000;
 /// Removals of single items in flight at once.
 const REMOVALS_AT_ONCE: usize = 32;
 
+/// The most acknowledged sequences this process remembers. Passes empty the set; while they
+/// fail (NATS refusing purges for a long time) it would otherwise grow with every item done.
+/// The oldest are forgotten first: they are done, and the next purge past them removes them.
+const REMEMBERED: usize = 100 * STRAGGLERS;
+
 /// Stream sequences of the work items this process acknowledged and has not yet seen purged.
 #[derive(Debug, Default)]
 pub(crate) struct Acked(Mutex<BTreeSet<u64>>);
 
 impl Acked {
-    /// Notes an acknowledged item.
+    /// Notes an acknowledged item, forgetting the oldest beyond [`REMEMBERED`].
     pub(crate) fn note(&self, sequence: u64) {
-        self.lock().insert(sequence);
+        let mut acked = self.lock();
+        acked.insert(sequence);
+        if acked.len() > REMEMBERED {
+            acked.pop_first();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
@@ -190,5 +199,18 @@ mod tests {
         acked.note(20);
         assert!(acked.settle(u64::MAX - 1, 1).is_empty());
         assert!(acked.is_empty());
+    }
+
+    #[test]
+    fn while_passes_fail_the_set_keeps_only_the_newest() {
+        let acked = Acked::default();
+        let noted = REMEMBERED as u64 + 10;
+        for seq in 1..=noted {
+            acked.note(seq);
+        }
+        let kept = acked.lock();
+        assert_eq!(kept.len(), REMEMBERED);
+        assert_eq!(kept.first(), Some(&11));
+        assert_eq!(kept.last(), Some(&noted));
     }
 }
