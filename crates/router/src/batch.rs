@@ -15,8 +15,8 @@
 //! acknowledges a repeat as a duplicate. The handlers found at their cap are remembered, and
 //! their items go item by item from then on, until one of them fits in the work queue again:
 //! one stalled handler does not cost everyone else their batches. A batch with no answer
-//! within [`COMMIT_TIMEOUT`] fails every event in it: they are redelivered, and the message
-//! ids collapse a late commit with the retry.
+//! within [`COMMIT_TIMEOUT`], or whose connection is lost before the answer, fails every event
+//! in it: they are redelivered, and the message ids collapse a late commit with the retry.
 
 use std::{
     collections::HashSet,
@@ -148,11 +148,13 @@ impl Sender {
                 }
                 Vec::new()
             }
-            // The batch may yet be stored: the inbound messages stay unacknowledged and come
-            // back, and the work items' message ids collapse the second try onto the first.
-            Err(BatchError::Timeout(_) | BatchError::ConnectionLost) => {
+            Err(error @ (BatchError::Timeout(_) | BatchError::ConnectionLost)) => {
+                let kind = match error {
+                    BatchError::ConnectionLost => PublishErrorKind::BrokenPipe,
+                    _ => PublishErrorKind::TimedOut,
+                };
                 for &i in &batched {
-                    outcomes[i] = Some(Err(self.timed_out(items[i])));
+                    outcomes[i] = Some(Err(self.unanswered(items[i], kind)));
                 }
                 Vec::new()
             }
@@ -224,10 +226,12 @@ impl Sender {
         outcomes
     }
 
-    fn timed_out(&self, item: &Item) -> PublishFailed {
+    /// The failure of an item whose batch got no answer: `kind` says why (timed out, or the
+    /// connection lost).
+    fn unanswered(&self, item: &Item, kind: PublishErrorKind) -> PublishFailed {
         PublishFailed {
             subject: self.topology.work_subject(&item.handler),
-            source: PublishErrorKind::TimedOut.into(),
+            source: kind.into(),
         }
     }
 }
