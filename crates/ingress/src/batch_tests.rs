@@ -50,14 +50,33 @@ fn pending(topology: &Topology, event_id: &str, size: usize) -> (Pending, Answer
     (pending, answered)
 }
 
-/// Queues `ids` before the batcher starts (so it finds them all waiting), runs it with at most
-/// `max` per batch, and returns every answer in order.
-async fn publish_queued(
+/// A batcher started with events already queued, and their answers to come.
+struct Started {
+    answers: Vec<Answer>,
+    batcher: tokio::task::JoinHandle<()>,
+}
+
+impl Started {
+    /// Every answer, in order, once the batcher has ended.
+    async fn results(self) -> anyhow::Result<Vec<Result<PublishAck, PublishError>>> {
+        let mut results = Vec::new();
+        for answered in self.answers {
+            results.push(answered.await?);
+        }
+        self.batcher.await?;
+        Ok(results)
+    }
+}
+
+/// Queues `ids` before the batcher starts (so it finds them all waiting) and runs it with at
+/// most `max` per batch and the publish `timeout`.
+fn start_queued(
     setup: &Setup,
     ids: &[&str],
     max: usize,
     size: usize,
-) -> anyhow::Result<Vec<Result<PublishAck, PublishError>>> {
+    timeout: Duration,
+) -> anyhow::Result<Started> {
     let (queue, receiver) = mpsc::channel(ids.len());
     let mut answers = Vec::new();
     for id in ids {
@@ -67,23 +86,36 @@ async fn publish_queued(
             .map_err(|_| anyhow::anyhow!("queue full"))?;
         answers.push(answered);
     }
-    drop(queue);
     let settings = BatchSettings {
         max_messages: max,
         ..BatchSettings::default()
     };
-    let batcher = tokio::spawn(run(
-        setup.client.clone(),
-        Duration::from_secs(5),
-        settings,
-        receiver,
-    ));
-    let mut results = Vec::new();
-    for answered in answers {
-        results.push(answered.await?);
-    }
-    batcher.await?;
-    Ok(results)
+    let batcher = tokio::spawn(run(setup.client.clone(), timeout, settings, receiver));
+    Ok(Started { answers, batcher })
+}
+
+/// [`start_queued`] with a 5 s publish timeout, and every answer in order.
+async fn publish_queued(
+    setup: &Setup,
+    ids: &[&str],
+    max: usize,
+    size: usize,
+) -> anyhow::Result<Vec<Result<PublishAck, PublishError>>> {
+    start_queued(setup, ids, max, size, Duration::from_secs(5))?
+        .results()
+        .await
+}
+
+/// Replaces the stream with a plain subscriber on its subject: it receives what the batcher
+/// sends, and the batcher gets no answer unless the test gives one.
+async fn without_stream(setup: &Setup) -> anyhow::Result<async_nats::Subscriber> {
+    setup.js.delete_stream(setup.topology.in_stream()).await?;
+    let subscriber = setup
+        .client
+        .subscribe(setup.topology.in_subject("shop"))
+        .await?;
+    setup.client.flush().await?;
+    Ok(subscriber)
 }
 
 /// Event ids and `Nats-Batch-Id` of every stored message, in stream order.
@@ -230,12 +262,7 @@ async fn with_batching_off_every_waiting_event_is_published_at_once() -> anyhow:
     // No stream on the subject: a plain subscriber receives the publishes and holds their acks
     // until it has them all, so it sees how many the batcher sends before any ack comes back.
     let setup = setup(None).await?;
-    setup.js.delete_stream(setup.topology.in_stream()).await?;
-    let mut held = setup
-        .client
-        .subscribe(setup.topology.in_subject("shop"))
-        .await?;
-    setup.client.flush().await?;
+    let mut held = without_stream(&setup).await?;
     let ids: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let client = setup.client.clone();
@@ -275,28 +302,8 @@ async fn answers_after_a_lost_connection(
     ids: &[&str],
 ) -> anyhow::Result<Vec<Result<PublishAck, PublishError>>> {
     let setup = setup(None).await?;
-    setup.js.delete_stream(setup.topology.in_stream()).await?;
-    let mut silent = setup
-        .client
-        .subscribe(setup.topology.in_subject("shop"))
-        .await?;
-    setup.client.flush().await?;
-    let (queue, receiver) = mpsc::channel(ids.len());
-    let mut answers = Vec::new();
-    for id in ids {
-        let (pending, answered) = pending(&setup.topology, id, 10);
-        queue
-            .try_send(pending)
-            .map_err(|_| anyhow::anyhow!("queue full"))?;
-        answers.push(answered);
-    }
-    drop(queue);
-    let batcher = tokio::spawn(run(
-        setup.client.clone(),
-        Duration::from_secs(60),
-        BatchSettings::default(),
-        receiver,
-    ));
+    let mut silent = without_stream(&setup).await?;
+    let started = start_queued(&setup, ids, 100, 10, Duration::from_secs(60))?;
     for _ in ids {
         silent
             .next()
@@ -304,12 +311,7 @@ async fn answers_after_a_lost_connection(
             .ok_or_else(|| anyhow::anyhow!("subscription ended"))?;
     }
     setup.client.force_reconnect().await?;
-    let mut results = Vec::new();
-    for answered in answers {
-        results.push(answered.await?);
-    }
-    batcher.await?;
-    Ok(results)
+    started.results().await
 }
 
 #[tokio::test]
